@@ -1,0 +1,277 @@
+"""Bridge Attention: channel attention fed by all the convs of a block."""
+
+import keras
+from keras import layers, ops
+
+from keras_ba.layers import _utils
+
+VERSIONS = ("v1", "v2")
+
+
+@keras.saving.register_keras_serializable(package="keras_ba")
+class BridgeAttention(layers.Layer):
+    """Bridge Attention (BA-Net) over the intra-block features of a block.
+
+    Squeeze-and-excitation derives channel weights from the block's last
+    conv output only. Bridge Attention also pools the earlier conv outputs of
+    the same block, projects every pooled vector to the bottleneck width
+    `C_n // reduction`, integrates them and generates the weights from that
+    richer signal. The last feature map is recalibrated and returned.
+
+    With features `X_1 ... X_n` (`X_n` the last, `C_n` channels):
+
+    - `version="v1"` (ECCV 2022): `S_i = BN_i(W_i gap(X_i))`, `I = sum_i S_i`,
+      `w = gate(W_g act(I))`.
+    - `version="v2"` (2024, the authors' `ba_resnet_v2_1.py`):
+      `S_i = W_i gap(X_i)`, `I = sum_i a_i S_i + b` (learned scalars, a
+      `Dense(1)` over the stacked branch axis), `w = gate(W_g act(BN(I)))`.
+      The paper calls this an adaptive selection; the released code, which
+      produced the published numbers, makes it a static learned weighting,
+      and this layer matches the code.
+
+    The output is `X_n * w`, with `w` broadcast over the spatial axes. All
+    projections are bias-free, as in the authors' code. Inputs may differ in
+    channels and spatial size; rank 3, 4 and 5 feature maps (1D/2D/3D convs,
+    token sequences) work.
+
+    Args:
+        version: `"v1"` or `"v2"`.
+        reduction: positive integer `r`; the bottleneck width is
+            `C_n // r` (16 in ResNets, 6 in EfficientNet and MobileNetV3).
+        squeeze_channels: optional positive integer that sets the bottleneck
+            width directly, overriding `reduction`.
+        hidden_activation: activation between integration and excitation:
+            `"relu"` (ResNet) or `"swish"` (EfficientNet).
+        gate_activation: activation producing the weights: `"sigmoid"`, or
+            `"hard_sigmoid"` for MobileNetV3-style blocks.
+        epsilon: BatchNorm epsilon (1e-5 as in PyTorch).
+        momentum: BatchNorm momentum in Keras' convention (0.9 equals
+            PyTorch's default momentum 0.1).
+        data_format: `"channels_last"` or `"channels_first"`; None reads
+            `keras.config.image_data_format()`.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a list of the block's feature tensors, earliest first; the
+            last one is recalibrated.
+        training: whether the BatchNorms use batch statistics.
+        return_attention_scores: if True, returns `(output, weights)` where
+            `weights` has shape `(batch, C_n)`.
+
+    Reference:
+        Zhao et al., "BA-Net: Bridge Attention for Deep Convolutional Neural
+        Networks", ECCV 2022; Zhang et al., "BA-Net: Bridge Attention in Deep
+        Neural Networks", 2024 (arXiv 2410.07860).
+
+    Example:
+    >>> import numpy as np
+    >>> x1 = np.random.rand(2, 8, 8, 16).astype("float32")
+    >>> x2 = np.random.rand(2, 8, 8, 64).astype("float32")
+    >>> layer = BridgeAttention(version="v1", reduction=16)
+    >>> y, w = layer([x1, x2], return_attention_scores=True)
+    >>> tuple(y.shape), tuple(w.shape)
+    ((2, 8, 8, 64), (2, 64))
+    """
+
+    def __init__(
+        self,
+        version="v1",
+        reduction=16,
+        squeeze_channels=None,
+        hidden_activation="relu",
+        gate_activation="sigmoid",
+        epsilon=1e-5,
+        momentum=0.9,
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if version not in VERSIONS:
+            raise ValueError(
+                "Received an invalid value for `version`, expected one of "
+                f"{VERSIONS}. Received: version={version!r}"
+            )
+        self.version = version
+        self.reduction = _utils.check_positive_int(reduction, "reduction")
+        if squeeze_channels is not None:
+            _utils.check_positive_int(squeeze_channels, "squeeze_channels")
+        self.squeeze_channels = squeeze_channels
+        self.hidden_activation = _utils.check_activation(
+            hidden_activation, "hidden_activation"
+        )
+        self.gate_activation = _utils.check_activation(
+            gate_activation, "gate_activation"
+        )
+        self.epsilon = _utils.check_unit_interval(epsilon, "epsilon")
+        self.momentum = _utils.check_unit_interval(
+            momentum, "momentum", closed_low=True
+        )
+        self.data_format = _utils.standardize_data_format(data_format)
+        self._hidden = keras.activations.get(hidden_activation)
+        self._gate = keras.activations.get(gate_activation)
+
+    # === Shapes ===
+
+    def _feature_shapes(self, input_shape):
+        """Validates the list of feature shapes and returns it."""
+        if input_shape is None or (
+            isinstance(input_shape, (list, tuple)) and len(input_shape) == 0
+        ):
+            raise ValueError(
+                f"`{self.__class__.__name__}` received an empty list of "
+                "features; it needs at least the tensor to recalibrate."
+            )
+        is_list = isinstance(input_shape, (list, tuple)) and all(
+            isinstance(s, (list, tuple)) for s in input_shape
+        )
+        if not is_list:
+            raise ValueError(
+                f"`{self.__class__.__name__}` expects a list of the block's "
+                "feature tensors (earliest first, the one to recalibrate "
+                f"last). Received a single input of shape {input_shape}. "
+                "Wrap it in a list: `layer([x])`."
+            )
+        shapes = [tuple(shape) for shape in input_shape]
+        axis = _utils.channel_axis(self.data_format)
+        for position, shape in enumerate(shapes):
+            _utils.check_feature_shape(shape, position, "BridgeAttention")
+            if shape[axis] is None:
+                raise ValueError(
+                    "`BridgeAttention` needs a known channel dimension; input "
+                    f"{position} has shape {shape} with "
+                    f"data_format={self.data_format!r}."
+                )
+        _utils.check_batch_sizes(shapes, "BridgeAttention")
+        return shapes
+
+    def _bottleneck_width(self, channels):
+        if self.squeeze_channels is not None:
+            return self.squeeze_channels
+        width = channels // self.reduction
+        if width < 1:
+            raise ValueError(
+                f"Received reduction={self.reduction}, larger than the "
+                f"{channels} channels of the feature to recalibrate: the "
+                "bottleneck would have 0 units. Use a reduction of at most "
+                f"{channels}, or set `squeeze_channels`."
+            )
+        return width
+
+    # === Build ===
+
+    def build(self, input_shape):
+        shapes = self._feature_shapes(input_shape)
+        axis = _utils.channel_axis(self.data_format)
+        channels = [shape[axis] for shape in shapes]
+        width = self._bottleneck_width(channels[-1])
+        self.num_features = len(shapes)
+        self.squeeze_layers = []
+        self.squeeze_norms = []
+        for index, in_channels in enumerate(channels):
+            dense = layers.Dense(
+                width,
+                use_bias=False,
+                name=f"squeeze_{index}",
+                dtype=self.dtype_policy,
+            )
+            dense.build((None, in_channels))
+            self.squeeze_layers.append(dense)
+            if self.version == "v1":
+                self.squeeze_norms.append(self._batch_norm(f"squeeze_norm_{index}"))
+                self.squeeze_norms[-1].build((None, width))
+        if self.version == "v2":
+            self.selection = layers.Dense(1, name="selection", dtype=self.dtype_policy)
+            self.selection.build((None, width, self.num_features))
+            self.norm = self._batch_norm("norm")
+            self.norm.build((None, width))
+        self.excitation = layers.Dense(
+            channels[-1], use_bias=False, name="excitation", dtype=self.dtype_policy
+        )
+        self.excitation.build((None, width))
+
+    def _batch_norm(self, name):
+        return layers.BatchNormalization(
+            epsilon=self.epsilon,
+            momentum=self.momentum,
+            name=name,
+            dtype=self.dtype_policy,
+        )
+
+    # === Forward ===
+
+    def call(self, inputs, training=None, return_attention_scores=False):
+        features = self._call_features(inputs)
+        squeezed = [
+            dense(_utils.global_average(feature, self.data_format))
+            for dense, feature in zip(self.squeeze_layers, features)
+        ]
+        if self.version == "v1":
+            normed = [
+                norm(vector, training=training)
+                for norm, vector in zip(self.squeeze_norms, squeezed)
+            ]
+            integrated = normed[0]
+            for vector in normed[1:]:
+                integrated = integrated + vector
+        else:
+            stacked = ops.stack(squeezed, axis=-1)
+            integrated = ops.squeeze(self.selection(stacked), axis=-1)
+            integrated = self.norm(integrated, training=training)
+        weights = self._gate(self.excitation(self._hidden(integrated)))
+        output = features[-1] * _utils.broadcast_channel_weights(
+            weights, features[-1], self.data_format
+        )
+        if return_attention_scores:
+            return output, weights
+        return output
+
+    def _call_features(self, inputs):
+        if not isinstance(inputs, (list, tuple)):
+            raise ValueError(
+                "`BridgeAttention` expects a list of the block's feature "
+                f"tensors. Received a single tensor of shape {inputs.shape}. "
+                "Wrap it in a list: `layer([x])`."
+            )
+        shapes = self._feature_shapes([tuple(x.shape) for x in inputs])
+        if len(shapes) != self.num_features:
+            raise ValueError(
+                f"`BridgeAttention` was built for {self.num_features} "
+                f"features and received {len(shapes)}."
+            )
+        return list(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return self._feature_shapes(input_shape)[-1]
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=False):
+        if not isinstance(inputs, (list, tuple)):
+            self._feature_shapes(tuple(inputs.shape))
+        last = inputs[-1]
+        output = keras.KerasTensor(
+            self.compute_output_shape([tuple(x.shape) for x in inputs]),
+            dtype=last.dtype,
+        )
+        if not return_attention_scores:
+            return output
+        axis = _utils.channel_axis(self.data_format)
+        scores_shape = (last.shape[0], last.shape[axis])
+        return output, keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
+
+    # === Config ===
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "version": self.version,
+                "reduction": self.reduction,
+                "squeeze_channels": self.squeeze_channels,
+                "hidden_activation": _utils.serialize_activation(self.hidden_activation),
+                "gate_activation": _utils.serialize_activation(self.gate_activation),
+                "epsilon": self.epsilon,
+                "momentum": self.momentum,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
