@@ -6,6 +6,7 @@ Example:
 """
 
 from keras_ba.applications import resnet
+from keras_ba.applications.registry import get_model_builder, list_models
 from keras_ba.applications.resnet import (
     BAResNet,
     BAResNet18,
@@ -23,6 +24,8 @@ __all__ = [
     "BAResNet50",
     "BAResNet101",
     "BAResNet152",
+    "get_model_builder",
+    "list_models",
     "preprocess_input",
     "resnet",
 ]
