@@ -189,7 +189,14 @@ def _read_weights_file(path, rebuild):
     if path.endswith(".weights.h5"):
         classes = _classes_in_weights_file(path)
         source = rebuild(include_top=classes is not None, classes=classes or 1)
-        source.load_weights(path)
+        try:
+            source.load_weights(path)
+        except ValueError as error:
+            raise ValueError(
+                f"The weights file {path!r} does not fit this architecture "
+                "(was it saved from another depth or `attention`?): "
+                f"{error}"
+            ) from error
         return source
     raise ValueError(
         f"Unsupported weights file {path!r}: expected a `.keras` or a "
@@ -198,11 +205,15 @@ def _read_weights_file(path, rebuild):
 
 
 def _classes_in_weights_file(path):
-    """Class count of the `predictions` layer stored in a .weights.h5 file."""
+    """Class count of the classifier stored in a .weights.h5 file.
+
+    Keras keys these files by auto-generated class names, not layer names;
+    in keras_ba models the only top-level Dense layer is `predictions`.
+    """
     import h5py
 
     with h5py.File(path, "r") as file:
-        group = file.get("layers/predictions/vars")
+        group = file.get("layers/dense/vars")
         if group is None:
             return None
         return int(group["1"].shape[0])

@@ -1,0 +1,322 @@
+"""BA-ResNet: parameter counts, shapes, training, saving, weights, errors."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND, BACKENDS, official_keys, run_python, trainable_count
+from layer_contract import to_numpy
+
+from keras_ba import applications
+from keras_ba.applications import BAResNet, preprocess_input
+
+TINY = dict(
+    stackwise_num_blocks=[1, 1, 1, 1],
+    stackwise_num_filters=[8, 16, 32, 64],
+    block_type="basic",
+    stem="cifar",
+    stem_filters=8,
+    reduction=4,
+)
+
+
+def tiny_resnet(**kwargs):
+    return BAResNet(**{**TINY, "input_shape": (16, 16, 3), "classes": 10, **kwargs})
+
+
+def digits_images(size=16):
+    """scikit-learn's digits as RGB images, upscaled and preprocessed."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype("float32") * (255.0 / 16.0)
+    images = np.kron(images, np.ones((size // 8, size // 8), "float32"))
+    images = np.repeat(images[..., None], 3, axis=-1)
+    return preprocess_input(images), digits.target.astype("int32")
+
+
+# === Parameter counts: exactly the authors' models ===
+
+OFFICIAL = [
+    (f"{prefix}_resnet{depth}", depth, attention)
+    for prefix, attention in (("bav1", "bav1"), ("bav2", "bav2"), ("se", "se"))
+    for depth in (18, 34, 50, 101, 152)
+    if not (prefix == "se" and depth == 152)
+]
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("key,depth,attention", OFFICIAL, ids=[o[0] for o in OFFICIAL])
+def test_trainable_parameters_equal_official(key, depth, attention):
+    model = getattr(applications, f"BAResNet{depth}")(attention=attention)
+    assert trainable_count(model) == official_keys(key)["total_params"]
+
+
+def test_paper_level_numbers_for_resnet50():
+    # SPEC.md: BAv1 28,706,376; BAv2 28,702,664; SE 28,071,976.
+    counts = {a: trainable_count(applications.BAResNet50(attention=a)) for a in ("bav1", "bav2", "se")}
+    assert counts == {"bav1": 28_706_376, "bav2": 28_702_664, "se": 28_071_976}
+
+
+def test_plain_resnet50_matches_keras_applications():
+    ours = applications.BAResNet50(attention=None)
+    theirs = keras.applications.ResNet50(weights=None)
+    # Same trainable weights except that Keras' ResNet50 (v1) has conv biases.
+    keras_biases = sum(
+        int(np.prod(layer.bias.shape))
+        for layer in theirs.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias
+    )
+    assert trainable_count(ours) == trainable_count(theirs) - keras_biases
+
+
+# === Structure ===
+
+
+def test_names_are_stable_and_torch_safe():
+    model = applications.BAResNet50(classes=10, input_shape=(64, 64, 3))
+    names = {layer.name for layer in model.layers}
+    expected = {
+        "images", "conv1_pad", "conv1_conv", "conv1_bn", "conv1_relu", "pool1_pad",
+        "pool1_pool", "conv2_block1_1_conv", "conv2_block1_2_pad", "conv2_block1_3_bn",
+        "conv2_block1_0_conv", "conv2_block1_ba", "conv2_block1_add", "conv2_block1_out",
+        "conv5_block3_ba", "avg_pool", "predictions",
+    }
+    assert expected <= names
+    assert sum(name.endswith("_ba") for name in names) == 16
+    assert not any("." in w.path for w in model.weights)
+
+
+def test_stride_sits_on_the_3x3_conv():
+    model = applications.BAResNet50(classes=10, input_shape=(64, 64, 3))
+    assert model.get_layer("conv3_block1_1_conv").strides == (1, 1)
+    assert model.get_layer("conv3_block1_2_conv").strides == (2, 2)
+    assert model.get_layer("conv3_block1_2_conv").padding == "valid"
+    assert model.get_layer("conv3_block1_0_conv").strides == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "include_top,pooling,expected",
+    [
+        (True, None, (None, 10)),
+        (False, None, (None, 2, 2, 64)),
+        (False, "avg", (None, 64)),
+        (False, "max", (None, 64)),
+    ],
+)
+def test_output_shapes(include_top, pooling, expected):
+    model = tiny_resnet(include_top=include_top, pooling=pooling)
+    assert model.output_shape == expected
+    y = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
+    assert y.shape == (2,) + expected[1:]
+
+
+@pytest.mark.parametrize("attention,suffix", [("bav1", "_ba"), ("bav2", "_ba"), ("se", "_se"), (None, None)])
+def test_attention_choice(attention, suffix):
+    model = tiny_resnet(attention=attention)
+    attention_layers = [l.name for l in model.layers if l.name.endswith(("_ba", "_se"))]
+    if suffix is None:
+        assert attention_layers == []
+    else:
+        assert len(attention_layers) == 4 and all(n.endswith(suffix) for n in attention_layers)
+
+
+def test_imagenet_stem_and_bottleneck_shapes():
+    model = BAResNet(
+        [1, 1, 1, 1], [4, 8, 16, 32], stem_filters=8, input_shape=(64, 64, 3), classes=5
+    )
+    assert model.get_layer("pool1_pool").output.shape == (None, 16, 16, 8)
+    assert model.get_layer("conv5_block1_out").output.shape == (None, 2, 2, 128)
+
+
+def test_fully_convolutional_input_and_input_tensor():
+    model = BAResNet(**TINY, classes=3)
+    assert model.input_shape == (None, None, None, 3)
+    assert model.input.name == "images" or model.inputs[0].name == "images"
+    y = model.predict(np.zeros((1, 24, 40, 3), "float32"), verbose=0)
+    assert y.shape == (1, 3)
+    tensor = keras.Input((32, 32, 3))
+    model = BAResNet(**TINY, classes=3, input_tensor=tensor)
+    assert model.inputs[0] is tensor
+
+
+def test_channels_first_matches_channels_last():
+    if BACKEND == "tensorflow":
+        pytest.skip("TensorFlow has no channels_first convolution on CPU")
+    last = tiny_resnet(attention="bav2")
+    first = tiny_resnet(attention="bav2", data_format="channels_first", input_shape=(3, 16, 16))
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(first(np.transpose(x, (0, 3, 1, 2)))), to_numpy(last(x)), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_preprocess_input_uses_imagenet_mean_std():
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 4, 4, 3)).astype("float32")
+    mean = np.array([0.485, 0.456, 0.406]) * 255
+    std = np.array([0.229, 0.224, 0.225]) * 255
+    expected = (x - mean) / std
+    np.testing.assert_allclose(preprocess_input(x), expected, rtol=1e-5, atol=1e-5)
+    first = preprocess_input(np.transpose(x, (0, 3, 1, 2)), data_format="channels_first")
+    np.testing.assert_allclose(np.transpose(first, (0, 2, 3, 1)), expected, rtol=1e-5, atol=1e-5)
+    tensor = preprocess_input(keras.ops.convert_to_tensor(x))
+    np.testing.assert_allclose(to_numpy(tensor), expected, rtol=1e-5, atol=1e-5)
+
+
+# === Training on a real task ===
+
+
+def test_fit_reduces_loss_on_digits():
+    images, labels = digits_images()
+    model = tiny_resnet(attention="bav1")
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(images[:800], labels[:800], epochs=3, batch_size=32, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0]
+    _, accuracy = model.evaluate(images[800:1200], labels[800:1200], verbose=0)
+    assert accuracy > 0.3  # chance is 0.1
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_builds_and_trains_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    model = tiny_resnet(attention="bav2")
+    ba = model.get_layer("conv2_block1_ba")
+    assert ba.compute_dtype == policy.split("_")[1]
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    images, labels = digits_images()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(images[:64], labels[:64], epochs=1, batch_size=32, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+# === Saving and loading ===
+
+
+def test_keras_round_trip_same_backend(tmp_path):
+    model = tiny_resnet(attention="bav2")
+    images, labels = digits_images()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images[:64], labels[:64], epochs=1, verbose=0)  # non-trivial BN stats
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(
+        loaded.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0)
+    )
+    as_json = lambda config: json.loads(json.dumps(config))  # tuples -> lists
+    assert as_json(loaded.get_config()) == as_json(model.get_config())
+
+
+CROSS_LOAD = """
+import json, sys, numpy as np, keras, keras_ba
+model = keras.saving.load_model(sys.argv[1] if len(sys.argv) > 1 else {path!r}, safe_mode=True)
+x = np.load({inputs!r})
+y = keras.ops.convert_to_numpy(model(x, training=False))
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+history = model.fit(x, np.arange(len(x)) % 10, epochs=1, verbose=0)
+print(json.dumps({{"max_diff": float(np.abs(y - np.load({expected!r})).max()),
+                   "loss": history.history["loss"][0], "backend": keras.backend.backend()}}))
+"""
+
+
+def test_keras_file_loads_under_another_backend(tmp_path):
+    """Saved here, loaded in a fresh process (only `import keras_ba`) under
+    the next backend (tensorflow -> jax -> torch -> tensorflow), then fit."""
+    other = BACKENDS[(BACKENDS.index(BACKEND) + 1) % 3]
+    model = tiny_resnet(attention="bav1")
+    images, labels = digits_images()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images[:64], labels[:64], epochs=1, verbose=0)
+    paths = {k: str(tmp_path / f) for k, f in
+             (("path", "m.keras"), ("inputs", "x.npy"), ("expected", "y.npy"))}
+    model.save(paths["path"])
+    np.save(paths["inputs"], images[:8])
+    np.save(paths["expected"], to_numpy(model(images[:8], training=False)))
+    result = run_python(CROSS_LOAD.format(**paths), backend=other, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["backend"] == other
+    assert report["max_diff"] < 1e-5
+    assert np.isfinite(report["loss"])
+
+
+def test_weights_argument_loads_keras_and_weights_h5(tmp_path):
+    source = tiny_resnet(attention="bav2")
+    images, labels = digits_images()
+    source.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    source.fit(images[:64], labels[:64], epochs=1, verbose=0)
+    expected = source.predict(images[:4], verbose=0)
+    source.save(tmp_path / "full.keras")
+    source.save_weights(tmp_path / "full.weights.h5")
+    for name in ("full.keras", "full.weights.h5"):
+        loaded = tiny_resnet(attention="bav2", weights=str(tmp_path / name))
+        np.testing.assert_allclose(loaded.predict(images[:4], verbose=0), expected, atol=1e-6)
+    # Transfer learning: no top, features equal the source's trunk.
+    trunk = tiny_resnet(attention="bav2", include_top=False, pooling="avg",
+                        weights=str(tmp_path / "full.keras"))
+    source_trunk = keras.Model(source.input, source.get_layer("avg_pool").output)
+    np.testing.assert_allclose(
+        trunk.predict(images[:4], verbose=0), source_trunk.predict(images[:4], verbose=0), atol=1e-6
+    )
+
+
+def test_weights_of_another_class_count_are_refused(tmp_path):
+    tiny_resnet(classes=10).save(tmp_path / "ten.keras")
+    tiny_resnet(classes=10).save_weights(tmp_path / "ten.weights.h5")
+    for name in ("ten.keras", "ten.weights.h5"):
+        with pytest.raises(ValueError, match="classifier for 10 classes.*classes=7"):
+            tiny_resnet(classes=7, weights=str(tmp_path / name))
+    # include_top=False ignores the head and loads.
+    tiny_resnet(include_top=False, weights=str(tmp_path / "ten.keras"))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    tiny_resnet(attention="bav1").save(tmp_path / "v1.keras")
+    model = tiny_resnet(attention="bav2")
+    before = [to_numpy(w).copy() for w in model.weights]
+    with pytest.raises(ValueError, match="does not fit this architecture"):
+        tiny_resnet(attention="bav2", weights=str(tmp_path / "v1.keras"))
+    assert all(np.array_equal(to_numpy(w), b) for w, b in zip(model.weights, before))
+
+
+# === Bad input ===
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"attention": "cbam"}, "`attention`"),
+        ({"pooling": "sum", "include_top": False}, "`pooling`"),
+        ({"classes": 0}, "`classes`"),
+        ({"block_type": "wide"}, "`block_type`"),
+        ({"stem": "tiny"}, "`stem`"),
+        ({"input_shape": (4, 4, 3)}, "too small for the 'cifar' stem"),
+        ({"input_shape": (16, 16)}, "`input_shape`"),
+        ({"stackwise_num_filters": [8, 16]}, "stackwise_num_filters"),
+        ({"stackwise_num_blocks": [1, 0, 1, 1]}, "stackwise_num_blocks"),
+        ({"reduction": 100}, "larger than the"),
+        ({"weights": "imagenet"}, "does not exist"),
+        ({"weights": 3}, "`weights`"),
+        ({"include_top": "yes"}, "`include_top`"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_resnet(**kwargs)
+
+
+def test_imagenet_stem_needs_32_pixels():
+    with pytest.raises(ValueError, match="too small for the 'imagenet' stem.*at least 32"):
+        applications.BAResNet18(input_shape=(16, 16, 3))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="Unknown model name 'ba_resnet51'.*ba_resnet50"):
+        applications.get_model_builder("ba_resnet51")
