@@ -182,7 +182,8 @@ def BAResNet(
 
     Example:
     >>> model = BAResNet([1, 1, 1, 1], [8, 16, 32, 64], block_type="basic",
-    ...                  stem="cifar", input_shape=(32, 32, 3), classes=10)
+    ...                  stem="cifar", input_shape=(32, 32, 3), classes=10,
+    ...                  reduction=4)
     >>> model.output_shape
     (None, 10)
     """

@@ -61,7 +61,7 @@ def apply_attention(features, attention, name, **kwargs):
     >>> x1 = keras.Input((8, 8, 16))
     >>> x2 = keras.Input((8, 8, 64))
     >>> y = apply_attention([x1, x2], "bav1", name="conv2_block1")
-    >>> y.shape
+    >>> tuple(y.shape)
     (None, 8, 8, 64)
     """
     check_attention(attention)

@@ -40,7 +40,7 @@ class SqueezeExcite(layers.Layer):
     Example:
     >>> import numpy as np
     >>> x = np.random.rand(2, 8, 8, 64).astype("float32")
-    >>> SqueezeExcite(reduction=16)(x).shape
+    >>> tuple(SqueezeExcite(reduction=16)(x).shape)
     (2, 8, 8, 64)
     """
 
