@@ -28,6 +28,13 @@ def check_application_args(include_top, weights, pooling, classes, attention):
             "path to a `.keras` or `.weights.h5` file. keras_ba ships no "
             "downloadable weights. Received: weights={weights!r}"
         )
+    if weights is not None and not os.path.isfile(os.fspath(weights)):
+        raise ValueError(
+            f"The weights file {os.fspath(weights)!r} does not exist. Pass None "
+            "for random initialisation or the path to a `.keras` or "
+            "`.weights.h5` file (the authors' PyTorch checkpoints convert with "
+            "`keras-ba convert`)."
+        )
     if pooling not in POOLINGS:
         raise ValueError(
             f"Received an invalid value for `pooling`, expected one of "
@@ -170,12 +177,6 @@ def load_weights(model, weights, rebuild):
     if weights is None:
         return model
     path = os.fspath(weights)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"The weights file {path!r} does not exist. Pass None for random "
-            "initialisation or the path to a `.keras` or `.weights.h5` file "
-            "(the authors' PyTorch checkpoints convert with `keras-ba convert`)."
-        )
     source = _read_weights_file(path, rebuild)
     pairs = _match_layers_by_name(source, model, path)
     for target_layer, source_layer in pairs:

@@ -1,0 +1,100 @@
+"""BA-ResNeXt: ResNeXt-50 (32x4d) and ResNeXt-101 (32x8d) with Bridge Attention.
+
+ResNeXt is the ResNet bottleneck with a grouped 3x3 conv (`groups`
+cardinality, `width_per_group` channels per group), so these are thin calls
+of `keras_ba.applications.resnet.BAResNet`: same layer names, same Bridge
+Attention placement (all three conv outputs of a bottleneck bridged, the
+last one recalibrated before the shortcut is added), same PyTorch
+conventions (torchvision's `resnext50_32x4d` / `resnext101_32x8d` trunk,
+v1.5 strides, symmetric padding, BatchNorm epsilon 1e-5).
+
+Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
+mean/std), as for BA-ResNet.
+"""
+
+from keras_ba.applications.resnet import BAResNet, preprocess_input
+
+__all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
+
+# name -> (blocks per stage, groups, width per group)
+RESNEXT_CONFIGS = {
+    "50_32x4d": ([3, 4, 6, 3], 32, 4),
+    "101_32x8d": ([3, 4, 23, 3], 32, 8),
+}
+
+_VARIANT_DOC = """Instantiates BA-ResNeXt-{depth} ({groups}x{width}d, `attention="bav1"` by default).
+
+    torchvision's ResNeXt-{depth} {groups}x{width}d (bottleneck blocks
+    {blocks}, grouped 3x3 convs with {groups} groups of {width} channels
+    per group at the first stage) with Bridge Attention in every block;
+    `attention="bav2"`, `"se"` or None give the other variants. Takes
+    `preprocess_input` output (ImageNet mean/std).
+
+    Args:
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, attention, reduction, data_format, name:
+            as in `keras_ba.applications.resnet.BAResNet`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Reference:
+        Xie et al., "Aggregated Residual Transformations for Deep Neural
+        Networks", CVPR 2017; Zhao et al., "BA-Net: Bridge Attention for
+        Deep Convolutional Neural Networks", ECCV 2022.
+
+    Example:
+    >>> BAResNeXt{depth}_{groups}x{width}d(classes=10).output_shape{skip}
+    (None, 10)
+    """
+
+
+def _make_variant(key):
+    blocks, groups, width_per_group = RESNEXT_CONFIGS[key]
+    depth = key.split("_")[0]
+
+    def builder(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        attention="bav1",
+        reduction=16,
+        data_format=None,
+        name=f"ba_resnext{key}",
+    ):
+        return BAResNet(
+            blocks,
+            (64, 128, 256, 512),
+            block_type="bottleneck",
+            groups=groups,
+            width_per_group=width_per_group,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            attention=attention,
+            reduction=reduction,
+            data_format=data_format,
+            name=name,
+        )
+
+    builder.__name__ = builder.__qualname__ = f"BAResNeXt{key}"
+    builder.__doc__ = _VARIANT_DOC.format(
+        depth=depth,
+        groups=groups,
+        width=width_per_group,
+        blocks=blocks,
+        skip="  # doctest: +SKIP" if depth == "101" else "",  # 98M weights: slow
+    )
+    return builder
+
+
+BAResNeXt50_32x4d = _make_variant("50_32x4d")
+BAResNeXt101_32x8d = _make_variant("101_32x8d")
