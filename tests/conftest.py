@@ -42,6 +42,41 @@ def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+def shapes_only(builder, *args, **kwargs):
+    """Builds a model without computing initial values (shapes only).
+
+    Parameter counts need no values; on JAX each new weight shape would
+    otherwise cost an XLA compile of its initializer.
+    """
+    with keras.StatelessScope(initialize_variables=False):
+        return builder(*args, **kwargs)
+
+
+def spec_attention_params(model):
+    """Trainable parameters that SPEC.md's equations give for the attention
+    layers of `model` (channels_last), from their input channel counts.
+
+    BAv1: sum_i C_i w + n (2w) BatchNorms + w C_n; BAv2: sum_i C_i w +
+    (n + 1) selection + 2w BatchNorm + w C_n; SE: 2 C w (+ w + C biases).
+    """
+    from keras_ba.layers import BridgeAttention, SqueezeExcite
+
+    total = 0
+    for layer in model.layers:
+        inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        channels = [x.shape[-1] for x in inputs]
+        if isinstance(layer, BridgeAttention):
+            width = layer.squeeze_channels or channels[-1] // layer.reduction
+            n = len(channels)
+            total += sum(c * width for c in channels) + width * channels[-1]
+            total += n * 2 * width if layer.version == "v1" else (n + 1) + 2 * width
+        elif isinstance(layer, SqueezeExcite):
+            width = layer.squeeze_channels or channels[-1] // layer.reduction
+            total += 2 * channels[-1] * width
+            total += (width + channels[-1]) if layer.use_bias else 0
+    return total
+
+
 def run_python(code, backend=None, env=None, timeout=600, cwd=None):
     """Runs `code` in a fresh interpreter; returns CompletedProcess.
 

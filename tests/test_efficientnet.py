@@ -11,7 +11,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import official_keys, trainable_count
+from conftest import official_keys, shapes_only, spec_attention_params, trainable_count
 
 from keras_ba.applications import efficientnet, resnet
 from keras_ba.applications.efficientnet import (
@@ -42,11 +42,6 @@ def tiny(**kwargs):
     return BAEfficientNet(0.25, 1.0, SIZE, blocks_args=TINY_BLOCKS, **kwargs)
 
 
-def shapes_only(builder, *args, **kwargs):
-    """Builds a model without computing initial values (shapes only)."""
-    with keras.StatelessScope(initialize_variables=False):
-        return builder(*args, **kwargs)
-
 
 def data(batch=4, classes=3, seed=0):
     rng = np.random.default_rng(seed)
@@ -76,8 +71,26 @@ def test_b0_se_count_equals_keras_applications():
 
 
 def test_b0_attention_variants_counts():
-    assert trainable_count(shapes_only(BAEfficientNetB0, attention="bav2")) == 8_415_709
-    assert trainable_count(shapes_only(BAEfficientNetB0, attention=None)) == 4_652_008
+    # Derived independently of our builders. BAv2 from the authors' BAv1
+    # layout: each BA block (n branches of width w) drops n - 1 of its n
+    # BatchNorms (2w trainable each) and adds the n-weight + 1-bias
+    # selection. None: keras' EfficientNetB0 minus its SE layers' weights.
+    bav2_delta = 0
+    for block in _official_attention_widths():
+        if block["squeeze"]:
+            n, width = len(block["squeeze"]), block["squeeze"][0][1]
+            bav2_delta += (n + 1) - 2 * width * (n - 1)
+    bav2 = trainable_count(shapes_only(BAEfficientNetB0, attention="bav2"))
+    assert bav2 == OFFICIAL_B0 + bav2_delta
+    reference = shapes_only(keras.applications.EfficientNetB0, weights=None)
+    se_weights = sum(
+        int(np.prod(w.shape))
+        for layer in reference.layers
+        if "_se_" in layer.name
+        for w in layer.trainable_weights
+    )
+    none = trainable_count(shapes_only(BAEfficientNetB0, attention=None))
+    assert none == trainable_count(reference) - se_weights
 
 
 def _official_attention_widths():
@@ -138,17 +151,17 @@ def test_b0_conv_kernels_follow_the_authors_state_dict_order():
 @pytest.mark.large
 @pytest.mark.parametrize("index", range(1, 8))
 def test_large_variants_counts(index):
-    # SE variants equal keras.applications; the BA counts are this
-    # implementation's (no official B1-B7 layout exists), kept as regression.
-    expected_bav1 = {
-        1: 13_328_308, 2: 15_669_908, 3: 21_518_832, 4: 34_911_034,
-        5: 56_124_432, 6: 80_414_782, 7: 125_803_280,
-    }  # fmt: skip
+    # SE variants equal keras.applications; no official B1-B7 BA layout
+    # exists, so the BA count is checked as the attention-free trunk (the
+    # keras SE model less SPEC.md's SE parameters) plus SPEC.md's BA ones.
     builder = getattr(efficientnet, f"BAEfficientNetB{index}")
     reference = getattr(keras.applications, f"EfficientNetB{index}")
-    se = trainable_count(shapes_only(builder, attention="se"))
-    assert se == trainable_count(shapes_only(reference, weights=None))
-    assert trainable_count(shapes_only(builder)) == expected_bav1[index]
+    se_model = shapes_only(builder, attention="se")
+    assert trainable_count(se_model) == trainable_count(shapes_only(reference, weights=None))
+    trunk = trainable_count(se_model) - spec_attention_params(se_model)
+    assert trainable_count(shapes_only(builder, attention=None)) == trunk
+    ba_model = shapes_only(builder)
+    assert trainable_count(ba_model) == trunk + spec_attention_params(ba_model)
 
 
 def test_compound_scaling_helpers():

@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, BACKENDS, official_keys, run_python, trainable_count
+from conftest import BACKEND, BACKENDS, official_keys, run_python, shapes_only, trainable_count
 from layer_contract import to_numpy
 
 from keras_ba import applications
@@ -49,19 +49,22 @@ OFFICIAL = [
 @pytest.mark.large
 @pytest.mark.parametrize("key,depth,attention", OFFICIAL, ids=[o[0] for o in OFFICIAL])
 def test_trainable_parameters_equal_official(key, depth, attention):
-    model = getattr(applications, f"BAResNet{depth}")(attention=attention)
+    model = shapes_only(getattr(applications, f"BAResNet{depth}"), attention=attention)
     assert trainable_count(model) == official_keys(key)["total_params"]
 
 
 def test_paper_level_numbers_for_resnet50():
     # SPEC.md: BAv1 28,706,376; BAv2 28,702,664; SE 28,071,976.
-    counts = {a: trainable_count(applications.BAResNet50(attention=a)) for a in ("bav1", "bav2", "se")}
+    counts = {
+        a: trainable_count(shapes_only(applications.BAResNet50, attention=a))
+        for a in ("bav1", "bav2", "se")
+    }
     assert counts == {"bav1": 28_706_376, "bav2": 28_702_664, "se": 28_071_976}
 
 
 def test_plain_resnet50_matches_keras_applications():
-    ours = applications.BAResNet50(attention=None)
-    theirs = keras.applications.ResNet50(weights=None)
+    ours = shapes_only(applications.BAResNet50, attention=None)
+    theirs = shapes_only(keras.applications.ResNet50, weights=None)
     # Same trainable weights except that Keras' ResNet50 (v1) has conv biases.
     keras_biases = sum(
         int(np.prod(layer.bias.shape))
