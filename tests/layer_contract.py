@@ -7,8 +7,7 @@ symbolic and eager calls, `compute_output_shape`, a `.keras` round trip with
 """
 
 import numpy as np
-from keras import ops
-from keras import Input, Model, layers, optimizers, saving
+from keras import Input, Model, layers, ops, optimizers, saving
 
 
 def to_numpy(x):
@@ -77,7 +76,7 @@ def run_layer_contract(
     targets = np.random.default_rng(1).normal(size=(4, 1)).astype("float32")
     history = model.fit(data, targets, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    for weight, old in zip(model.trainable_weights, before):
+    for weight, old in zip(model.trainable_weights, before, strict=True):
         if any(tag in weight.path for tag in frozen_weights):
             continue
         assert not np.allclose(to_numpy(weight), old), f"{weight.path} got no gradient"

@@ -42,10 +42,10 @@ def np_pool(x, data_format):
 
 
 def np_bridge_attention(features, params, version, training, data_format, hidden, gate):
-    squeezed = [np_pool(f, data_format) @ k for f, k in zip(features, params["squeeze"])]
+    squeezed = [np_pool(f, data_format) @ k for f, k in zip(features, params["squeeze"], strict=True)]
     if version == "v1":
         integrated = sum(
-            np_batch_norm(s, bn, training) for s, bn in zip(squeezed, params["norms"])
+            np_batch_norm(s, bn, training) for s, bn in zip(squeezed, params["norms"], strict=True)
         )
     else:
         kernel, bias = params["selection"]
@@ -141,7 +141,7 @@ def test_training_updates_moving_statistics_with_torch_momentum(version):
     norm = layer.squeeze_norms[-1] if version == "v1" else layer.norm
     old_mean = to_numpy(norm.moving_mean)
     layer(features, training=True)
-    squeezed = [np_pool(f, "channels_last") @ k for f, k in zip(features, params["squeeze"])]
+    squeezed = [np_pool(f, "channels_last") @ k for f, k in zip(features, params["squeeze"], strict=True)]
     if version == "v1":
         batch_values = squeezed[-1]
     else:

@@ -118,7 +118,9 @@ def test_output_shapes(include_top, pooling, expected):
 @pytest.mark.parametrize("attention,suffix", [("bav1", "_ba"), ("bav2", "_ba"), ("se", "_se"), (None, None)])
 def test_attention_choice(attention, suffix):
     model = tiny_resnet(attention=attention)
-    attention_layers = [l.name for l in model.layers if l.name.endswith(("_ba", "_se"))]
+    attention_layers = [
+        layer.name for layer in model.layers if layer.name.endswith(("_ba", "_se"))
+    ]
     if suffix is None:
         assert attention_layers == []
     else:
@@ -213,7 +215,9 @@ def test_keras_round_trip_same_backend(tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0)
     )
-    as_json = lambda config: json.loads(json.dumps(config))  # tuples -> lists
+    def as_json(config):
+        return json.loads(json.dumps(config))  # tuples -> lists
+
     assert as_json(loaded.get_config()) == as_json(model.get_config())
 
 
@@ -286,7 +290,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
     before = [to_numpy(w).copy() for w in model.weights]
     with pytest.raises(ValueError, match="does not fit this architecture"):
         tiny_resnet(attention="bav2", weights=str(tmp_path / "v1.keras"))
-    assert all(np.array_equal(to_numpy(w), b) for w, b in zip(model.weights, before))
+    assert all(np.array_equal(to_numpy(w), b) for w, b in zip(model.weights, before, strict=True))
 
 
 # === Bad input ===

@@ -217,7 +217,7 @@ def BAResNet(
     )
     if block_type == "bottleneck":
         block_kwargs.update(groups=groups, width_per_group=width_per_group)
-    for stage, (num_blocks, filters, stride) in enumerate(zip(depths, widths, strides), start=2):
+    for stage, (num_blocks, filters, stride) in enumerate(zip(depths, widths, strides, strict=True), start=2):
         x = resnet_stage(x, BLOCKS[block_type], num_blocks, filters, stride, stage, **block_kwargs)
     outputs = _common.classification_head(
         x, include_top, pooling, classes, classifier_activation, data_format
@@ -272,8 +272,12 @@ _VARIANT_DOC = """Instantiates BA-ResNet-{depth} (`attention="bav1"` by default)
     """
 
 
-def _make_variant(depth):
-    block_type, blocks = RESNET_DEPTHS[depth]
+def make_variant(function_name, model_name, blocks, block_type, doc, **architecture):
+    """A named `BAResNet` variant with the keras.applications signature.
+
+    `architecture` holds the fixed trunk arguments beyond depth and block
+    type (e.g. `groups`, `width_per_group` for ResNeXt).
+    """
 
     def builder(
         include_top=True,
@@ -286,7 +290,7 @@ def _make_variant(depth):
         attention="bav1",
         reduction=16,
         data_format=None,
-        name=f"ba_resnet{depth}",
+        name=model_name,
     ):
         return BAResNet(
             blocks,
@@ -303,18 +307,30 @@ def _make_variant(depth):
             reduction=reduction,
             data_format=data_format,
             name=name,
+            **architecture,
         )
 
-    builder.__name__ = builder.__qualname__ = f"BAResNet{depth}"
-    builder.__doc__ = _VARIANT_DOC.format(depth=depth)
+    builder.__name__ = builder.__qualname__ = function_name
+    builder.__doc__ = doc
     return builder
 
 
-BAResNet18 = _make_variant(18)
-BAResNet34 = _make_variant(34)
-BAResNet50 = _make_variant(50)
-BAResNet101 = _make_variant(101)
-BAResNet152 = _make_variant(152)
+def _resnet_variant(depth):
+    block_type, blocks = RESNET_DEPTHS[depth]
+    return make_variant(
+        f"BAResNet{depth}",
+        f"ba_resnet{depth}",
+        blocks,
+        block_type,
+        _VARIANT_DOC.format(depth=depth),
+    )
+
+
+BAResNet18 = _resnet_variant(18)
+BAResNet34 = _resnet_variant(34)
+BAResNet50 = _resnet_variant(50)
+BAResNet101 = _resnet_variant(101)
+BAResNet152 = _resnet_variant(152)
 
 
 # === Preprocessing ===

@@ -12,7 +12,7 @@ Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
 mean/std), as for BA-ResNet.
 """
 
-from keras_ba.applications.resnet import BAResNet, preprocess_input
+from keras_ba.applications.resnet import make_variant, preprocess_input
 
 __all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
 
@@ -49,52 +49,26 @@ _VARIANT_DOC = """Instantiates BA-ResNeXt-{depth} ({groups}x{width}d, `attention
     """
 
 
-def _make_variant(key):
+def _resnext_variant(key):
     blocks, groups, width_per_group = RESNEXT_CONFIGS[key]
     depth = key.split("_")[0]
-
-    def builder(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        attention="bav1",
-        reduction=16,
-        data_format=None,
-        name=f"ba_resnext{key}",
-    ):
-        return BAResNet(
-            blocks,
-            (64, 128, 256, 512),
-            block_type="bottleneck",
-            groups=groups,
-            width_per_group=width_per_group,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            attention=attention,
-            reduction=reduction,
-            data_format=data_format,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = f"BAResNeXt{key}"
-    builder.__doc__ = _VARIANT_DOC.format(
+    doc = _VARIANT_DOC.format(
         depth=depth,
         groups=groups,
         width=width_per_group,
         blocks=blocks,
         skip="  # doctest: +SKIP" if depth == "101" else "",  # 98M weights: slow
     )
-    return builder
+    return make_variant(
+        f"BAResNeXt{key}",
+        f"ba_resnext{key}",
+        blocks,
+        "bottleneck",
+        doc,
+        groups=groups,
+        width_per_group=width_per_group,
+    )
 
 
-BAResNeXt50_32x4d = _make_variant("50_32x4d")
-BAResNeXt101_32x8d = _make_variant("101_32x8d")
+BAResNeXt50_32x4d = _resnext_variant("50_32x4d")
+BAResNeXt101_32x8d = _resnext_variant("101_32x8d")

@@ -203,12 +203,12 @@ class BridgeAttention(layers.Layer):
         features = self._call_features(inputs)
         squeezed = [
             dense(_utils.global_average(feature, self.data_format))
-            for dense, feature in zip(self.squeeze_layers, features)
+            for dense, feature in zip(self.squeeze_layers, features, strict=True)
         ]
         if self.version == "v1":
             normed = [
                 norm(vector, training=training)
-                for norm, vector in zip(self.squeeze_norms, squeezed)
+                for norm, vector in zip(self.squeeze_norms, squeezed, strict=True)
             ]
             integrated = normed[0]
             for vector in normed[1:]:
