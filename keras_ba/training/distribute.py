@@ -1,0 +1,300 @@
+"""Multi-device training: tf.distribute on TensorFlow, keras.distribution on JAX.
+
+| `--distribute` | backend    | what runs                                        |
+| -------------- | ---------- | ------------------------------------------------ |
+| `mirrored`     | tensorflow | `tf.distribute.MirroredStrategy` (one machine)   |
+| `multi-worker` | tensorflow | `tf.distribute.MultiWorkerMirroredStrategy` (`TF_CONFIG`; one worker: see `check_multi_worker`) |
+| `data-parallel`| jax        | `keras.distribution.DataParallel`                |
+
+`mirrored` becomes `multi-worker` when `TF_CONFIG` is set. The PyTorch
+backend has no Keras-level multi-device API (`keras.distribution` is
+JAX-only in Keras 3.15; multi-GPU PyTorch is torch DDP with a custom loop),
+so it gets a clear error instead.
+
+`configure_devices(n)` splits the CPU into n devices for testing on one
+machine; it must run before the first TensorFlow op (TF) or the first JAX
+computation (JAX), which the `keras-ba` command line guarantees.
+
+BatchNorm: replicas of `MirroredStrategy` normalize with their own part of
+the batch (like torch DDP without SyncBatchNorm); `DataParallel` on JAX
+compiles one program over the sharded batch, so its statistics are those
+of the global batch.
+
+Example:
+>>> describe_modes()["data-parallel"]
+'keras.distribution.DataParallel (JAX backend)'
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+
+import keras
+
+from keras_ba.training.errors import WorkflowError
+
+MODES = ("none", "mirrored", "multi-worker", "data-parallel")
+BACKEND_OF_MODE = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
+_XLA_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def describe_modes():
+    """One line per `--distribute` mode.
+
+    Example:
+    >>> sorted(describe_modes())
+    ['data-parallel', 'mirrored', 'multi-worker', 'none']
+    """
+    return {
+        "none": "one device",
+        "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
+        "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
+        "data-parallel": "keras.distribution.DataParallel (JAX backend)",
+    }
+
+
+# === Devices ===
+
+
+def configure_devices(count, backend=None):
+    """Splits the host CPU into `count` devices (for tests on one machine).
+
+    TensorFlow: `count` logical CPU devices
+    (`tf.config.set_logical_device_configuration`). JAX: sets
+    `XLA_FLAGS=--xla_force_host_platform_device_count=count` (plus
+    `jax_num_cpu_devices`). Both only work before the backend starts
+    computing; afterwards this raises with what to do instead.
+
+    Args:
+        count: number of devices (>= 1).
+        backend: backend name; default `keras.backend.backend()`.
+
+    Raises:
+        WorkflowError: on PyTorch, or when the runtime already started.
+
+    Example:
+    >>> configure_devices(0)
+    Traceback (most recent call last):
+    ...
+    keras_ba.training.errors.WorkflowError: --devices must be a positive integer, received 0.
+    """
+    if not isinstance(count, int) or count < 1:
+        raise WorkflowError(f"--devices must be a positive integer, received {count}.")
+    backend = backend or keras.backend.backend()
+    if backend == "tensorflow":
+        return _configure_tf_devices(count)
+    if backend == "jax":
+        return _configure_jax_devices(count)
+    raise WorkflowError(
+        f"--devices is not supported on the {backend!r} backend: use the tensorflow "
+        "backend (--distribute mirrored) or jax (--distribute data-parallel)."
+    )
+
+
+def _configure_tf_devices(count):
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+        )
+    except RuntimeError:
+        raise WorkflowError(
+            f"Cannot split the CPU into {count} devices: TensorFlow has already started. "
+            "Call configure_devices before any TensorFlow op (keras-ba train does)."
+        ) from None
+
+
+def _configure_jax_devices(count):
+    flags = re.sub(rf"{_XLA_DEVICE_FLAG}=\d+", "", os.environ.get("XLA_FLAGS", "")).strip()
+    os.environ["XLA_FLAGS"] = f"{flags} {_XLA_DEVICE_FLAG}={count}".strip()
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except (AttributeError, RuntimeError, ValueError):
+        pass  # older JAX, or already started: the check below decides
+    found = len(jax.devices("cpu"))
+    if found != count:
+        raise WorkflowError(
+            f"JAX already runs with {found} CPU devices, not {count}: set "
+            f"XLA_FLAGS={_XLA_DEVICE_FLAG}={count} before starting Python."
+        )
+
+
+# === Strategies ===
+
+
+@dataclasses.dataclass
+class Distribution:
+    """The chosen multi-device setup.
+
+    Attributes:
+        mode: one of `MODES`.
+        replicas: number of devices the batch is split over.
+        strategy: the `tf.distribute` strategy, or None.
+
+    Example:
+    >>> Distribution("none", 1).replicas
+    1
+    """
+
+    mode: str
+    replicas: int
+    strategy: object = None
+
+    def scope(self):
+        """Where to build and compile the model."""
+        if self.strategy is not None:
+            return self.strategy.scope()
+        return contextlib.nullcontext()
+
+
+def resolve_mode(mode):
+    """`mirrored` with `TF_CONFIG` set means `multi-worker`.
+
+    Example:
+    >>> resolve_mode("none")
+    'none'
+    """
+    if mode not in MODES:
+        raise WorkflowError(f"--distribute must be one of {MODES}, received {mode!r}.")
+    if mode == "mirrored" and os.environ.get("TF_CONFIG"):
+        return "multi-worker"
+    return mode
+
+
+def cluster_size():
+    """Number of machines (workers and chief) in `TF_CONFIG`; 1 without one.
+
+    Example:
+    >>> cluster_size() >= 1
+    True
+    """
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def check_multi_worker(mode):
+    """Refuses several workers: Keras 3's `fit` fails under them.
+
+    `model.fit` with `MultiWorkerMirroredStrategy` over more than one worker
+    fails in Keras 3 ("Attempt to convert a value (PerReplica...)",
+    keras-team/keras#20585, open since TensorFlow 2.16), so this says so
+    before any work. One worker runs.
+
+    Example:
+    >>> check_multi_worker("mirrored")
+    """
+    if mode == "multi-worker" and cluster_size() > 1:
+        raise WorkflowError(
+            f"TF_CONFIG describes {cluster_size()} machines, but Keras 3's fit does not run "
+            "MultiWorkerMirroredStrategy over several workers (keras-team/keras#20585). "
+            "Train on one machine with --distribute mirrored (all its GPUs), or with "
+            "KERAS_BACKEND=jax and --distribute data-parallel."
+        )
+
+
+def check_backend(mode, backend=None):
+    """Raises a clear error when `backend` cannot run `mode`.
+
+    Example:
+    >>> check_backend("data-parallel", "torch")
+    Traceback (most recent call last):
+    ...
+    keras_ba.training.errors.WorkflowError: --distribute data-parallel needs KERAS_BACKEND=jax...
+    """
+    backend = backend or keras.backend.backend()
+    needed = BACKEND_OF_MODE.get(mode)
+    if needed is None or needed == backend:
+        return
+    if backend == "torch":
+        advice = (
+            "The PyTorch backend has no Keras multi-device API (keras.distribution "
+            "is JAX-only): train with torch DistributedDataParallel in a custom loop, or "
+            "use KERAS_BACKEND=tensorflow (--distribute mirrored) or jax "
+            "(--distribute data-parallel)."
+        )
+    elif backend == "tensorflow":
+        advice = "On TensorFlow use --distribute mirrored (or multi-worker)."
+    else:
+        advice = "On JAX use --distribute data-parallel."
+    raise WorkflowError(
+        f"--distribute {mode} needs KERAS_BACKEND={needed}, but the backend is {backend!r}. "
+        + advice
+    )
+
+
+def setup_distribution(mode, backend=None):
+    """Creates the strategy or sets the global Keras distribution for `mode`.
+
+    Call after `configure_devices` and before building the model; build and
+    compile inside `Distribution.scope()`.
+
+    Args:
+        mode: one of `MODES` (`mirrored` turns into `multi-worker` when
+            `TF_CONFIG` is set).
+        backend: backend name; default `keras.backend.backend()`.
+
+    Returns:
+        A `Distribution`.
+
+    Example:
+    >>> setup_distribution("none").replicas
+    1
+    """
+    mode = resolve_mode(mode)
+    backend = backend or keras.backend.backend()
+    check_backend(mode, backend)
+    if mode == "none":
+        return Distribution(mode, 1)
+    if mode == "data-parallel":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return Distribution(mode, len(devices))
+    import tensorflow as tf
+
+    if mode == "multi-worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.MirroredStrategy(_mirrored_devices(tf))
+    return Distribution(mode, strategy.num_replicas_in_sync, strategy)
+
+
+def _mirrored_devices(tf):
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return [device.name for device in devices]
+
+
+def worker_index():
+    """This worker's index in `TF_CONFIG` (0 without one): only 0 writes files.
+
+    Example:
+    >>> worker_index() >= 0
+    True
+    """
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    return int(config.get("task", {}).get("index", 0))
+
+
+def check_batch(batch_size, distribution):
+    """The global batch must split evenly over the replicas.
+
+    Example:
+    >>> check_batch(6, Distribution("mirrored", 4))
+    Traceback (most recent call last):
+    ...
+    keras_ba.training.errors.WorkflowError: --batch-size 6 does not split over 4 replicas: ...
+    """
+    if batch_size % distribution.replicas:
+        raise WorkflowError(
+            f"--batch-size {batch_size} does not split over {distribution.replicas} replicas: "
+            "use a multiple of the replica count."
+        )
