@@ -28,7 +28,9 @@ def quick_model(output):
 
     spec = ModelSpec("ba_resnet18", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128))
     recipe = get_recipe("small", epochs=2, batch_size=32, image_size=32)
-    return train(spec, DataSource("digits"), recipe, output, steps_per_epoch=20, verbose=2).model_path
+    return train(
+        spec, DataSource("digits"), recipe, output, steps_per_epoch=20, verbose=2
+    ).model_path
 
 
 def sample_requests(count=4):
@@ -61,8 +63,13 @@ def main():
     names = open(os.path.join(version_dir, "assets.extra", "labels.txt")).read().split()
     predicted = [names[i] for i in outputs["class_ids"].numpy()]
     confidence = outputs["probabilities"].numpy().max(axis=1)
-    print("2. Through serving_default:", ", ".join(
-        f"label {y} -> {p} ({c:.2f})" for y, p, c in zip(labels, predicted, confidence, strict=True)))
+    print(
+        "2. Through serving_default:",
+        ", ".join(
+            f"label {y} -> {p} ({c:.2f})"
+            for y, p, c in zip(labels, predicted, confidence, strict=True)
+        ),
+    )
 
     request = os.path.join(args.output, "request.json")
     with open(request, "w") as file:

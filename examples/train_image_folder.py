@@ -32,7 +32,7 @@ def make_sample_folder(root, per_class=60, size=96, seed=0):
         height, width = image.shape[:2]
         for i in range(per_class):
             top, left = rng.randint(0, height - size), rng.randint(0, width - size)
-            crop = image[top:top + size, left:left + size]
+            crop = image[top : top + size, left : left + size]
             keras.utils.save_img(os.path.join(root, name, f"{name}_{i:03d}.jpg"), crop, scale=False)
     return root
 
@@ -49,13 +49,20 @@ def main():
 
     folder = args.folder or make_sample_folder(os.path.join(args.output + "_data"))
     # 48 steps in all: enough for the BatchNorm statistics to settle.
-    recipe = get_recipe("small", epochs=args.epochs, batch_size=16, lr=0.1, image_size=args.image_size)
+    recipe = get_recipe(
+        "small", epochs=args.epochs, batch_size=16, lr=0.1, image_size=args.image_size
+    )
     result = train(ModelSpec("ba_resnet18"), DataSource(folder), recipe, args.output, verbose=2)
     metrics = evaluate(result.model_path, verbose=0)
-    print(f"Validation accuracy {metrics['accuracy']:.3f} on {metrics['images']} images "
-          f"(chance {metrics['chance']:.2f})")
-    some = sorted(os.path.join(folder, c, os.listdir(os.path.join(folder, c))[0])
-                  for c in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, c)))
+    print(
+        f"Validation accuracy {metrics['accuracy']:.3f} on {metrics['images']} images "
+        f"(chance {metrics['chance']:.2f})"
+    )
+    some = sorted(
+        os.path.join(folder, c, os.listdir(os.path.join(folder, c))[0])
+        for c in sorted(os.listdir(folder))
+        if os.path.isdir(os.path.join(folder, c))
+    )
     for item in predict(result.model_path, some, top_k=2):
         print(item["path"], "->", ", ".join(f"{n} {p:.3f}" for n, p in item["top"]))
 

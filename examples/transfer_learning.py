@@ -46,7 +46,9 @@ def make_source_model(path, image_size, epochs):
     model = BAResNet50(weights=None, classes=5, input_shape=(image_size, image_size, 3))
     model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     print(f"1. Source model: BA-ResNet-50 on the digits 0-4 ({len(data['train'][0])} images)")
-    model.fit(*data["train"], batch_size=64, epochs=epochs, validation_data=data["validation"], verbose=2)
+    model.fit(
+        *data["train"], batch_size=64, epochs=epochs, validation_data=data["validation"], verbose=2
+    )
     model.save(path)
     return path
 
@@ -80,17 +82,33 @@ def main():
 
     data = digits(args.image_size, classes=[5, 6, 7, 8, 9])
     model, backbone = build_transfer_model(weights, args.image_size, classes=5)
-    print(f"2. New task: the digits 5-9; frozen backbone, {len(model.trainable_weights)} trainable tensors")
+    print(
+        f"2. New task: the digits 5-9; frozen backbone, {len(model.trainable_weights)} trainable tensors"
+    )
     model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*data["train"], batch_size=64, epochs=args.epochs, validation_data=data["validation"], verbose=2)
+    model.fit(
+        *data["train"],
+        batch_size=64,
+        epochs=args.epochs,
+        validation_data=data["validation"],
+        verbose=2,
+    )
 
     print("3. Fine-tune everything at a low learning rate (1e-5)")
     backbone.trainable = True
     model.compile(keras.optimizers.Adam(1e-5), "categorical_crossentropy", metrics=["accuracy"])
-    model.fit(*data["train"], batch_size=64, epochs=args.epochs, validation_data=data["validation"], verbose=2)
+    model.fit(
+        *data["train"],
+        batch_size=64,
+        epochs=args.epochs,
+        validation_data=data["validation"],
+        verbose=2,
+    )
 
     loss, accuracy = model.evaluate(*data["validation"], verbose=0)
-    print(f"Digits 5-9 validation accuracy {accuracy:.3f} (chance 0.2), {time.time() - start:.0f} s")
+    print(
+        f"Digits 5-9 validation accuracy {accuracy:.3f} (chance 0.2), {time.time() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,39 @@ from keras_ba.applications import preprocess_input
 from keras_ba.cli import main
 from keras_ba.training import callbacks, data
 
-TINY_MODEL = ["--model", "ba_resnet18", "--depths", "1", "1", "1", "1", "--widths", "8", "16", "32", "64"]
+TINY_MODEL = [
+    "--model",
+    "ba_resnet18",
+    "--depths",
+    "1",
+    "1",
+    "1",
+    "1",
+    "--widths",
+    "8",
+    "16",
+    "32",
+    "64",
+]
 TINY_RUN = TINY_MODEL + [
-    "--data", "digits", "--recipe", "small", "--image-size", "16", "--batch-size", "32",
-    "--lr", "0.2", "--limit", "320", "--steps-per-epoch", "25", "--epochs", "2", "--verbose", "2",
+    "--data",
+    "digits",
+    "--recipe",
+    "small",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "32",
+    "--lr",
+    "0.2",
+    "--limit",
+    "320",
+    "--steps-per-epoch",
+    "25",
+    "--epochs",
+    "2",
+    "--verbose",
+    "2",
 ]
 BIN = Path(sys.executable).parent
 
@@ -34,8 +63,11 @@ def _cli(args, env=None, timeout=600):
     """Runs `python -m keras_ba.cli ...` in a fresh process on the current backend."""
     full_env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "keras_ba.cli", *args], capture_output=True, text=True,
-        env=full_env, timeout=timeout,
+        [sys.executable, "-m", "keras_ba.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
 
 
@@ -58,7 +90,9 @@ def run(tmp_path_factory):
     first = _cli(command, env={**env, callbacks.KILL_AFTER_EPOCH_ENV: "1"})
     paths = callbacks.RunPaths(out)
     after_kill = {
-        "rows": callbacks.read_history(paths.history_csv)["epoch"] if os.path.exists(paths.history_csv) else None,
+        "rows": callbacks.read_history(paths.history_csv)["epoch"]
+        if os.path.exists(paths.history_csv)
+        else None,
         "backup": os.path.isdir(paths.backup),
         "model": os.path.exists(paths.model),
         "checkpoint": os.path.exists(paths.checkpoint),
@@ -102,7 +136,9 @@ def test_evaluate_reports_accuracy_above_chance(run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0
     results = json.loads(report.read_text())
-    assert results["images"] == 320 and results["classes"] == 10 and results["subset"] == "validation"
+    assert (
+        results["images"] == 320 and results["classes"] == 10 and results["subset"] == "validation"
+    )
     assert results["accuracy"] > 3 * results["chance"], printed  # 50 steps already learn digits
     assert f"accuracy {results['accuracy']:.4f}" in printed and "chance 0.1000" in printed
 
@@ -121,7 +157,17 @@ def _digit_pngs(folder, count):
 def test_predict_prints_top_classes_matching_the_model(run, tmp_path, capsys):
     paths, images, _ = _digit_pngs(str(tmp_path / "pngs"), 4)
     report = tmp_path / "predictions.json"
-    code = main(["predict", run["paths"].model, str(tmp_path / "pngs"), "--top-k", "3", "--json", str(report)])
+    code = main(
+        [
+            "predict",
+            run["paths"].model,
+            str(tmp_path / "pngs"),
+            "--top-k",
+            "3",
+            "--json",
+            str(report),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     results = json.loads(report.read_text())
@@ -142,12 +188,16 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
     assert main(["export", run["paths"].root, "--output", str(serving)]) == 0
     version = serving / "ba_resnet18" / "1"
     assert (version / "saved_model.pb").exists()
-    assert (version / "assets.extra" / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    assert (version / "assets.extra" / "labels.txt").read_text().split() == [
+        str(i) for i in range(10)
+    ]
     assert not [p for p in (serving / "ba_resnet18").iterdir() if p.name != "1"]
 
     shown = subprocess.run(
         [str(BIN / "saved_model_cli"), "show", "--dir", str(version), "--all"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "signature_def['serving_default']" in shown.stdout
@@ -179,7 +229,9 @@ def test_onnx_export_names_the_missing_package(run, tmp_path, capsys):
 
     if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnx"):
         pytest.skip("tf2onnx and onnx are installed")
-    code = main(["export", run["paths"].model, "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
+    code = main(
+        ["export", run["paths"].model, "--format", "onnx", "--output", str(tmp_path / "m.onnx")]
+    )
     assert code == 1
     assert "pip install" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
@@ -206,9 +258,31 @@ def test_onnx_export_computes_the_same_probabilities(run, tmp_path):
 
 def test_mixed_precision_bfloat16_trains_and_saves(tmp_path):
     out = tmp_path / "bf16"
-    code = main(["train", *TINY_MODEL, "--data", "digits", "--image-size", "16", "--batch-size", "16",
-                 "--limit", "48", "--epochs", "1", "--steps-per-epoch", "2", "--precision", "bfloat16",
-                 "--output", str(out), "--verbose", "0", "--no-plot"])
+    code = main(
+        [
+            "train",
+            *TINY_MODEL,
+            "--data",
+            "digits",
+            "--image-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--limit",
+            "48",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--precision",
+            "bfloat16",
+            "--output",
+            str(out),
+            "--verbose",
+            "0",
+            "--no-plot",
+        ]
+    )
     assert code == 0
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     model = keras.saving.load_model(str(out / "model.keras"), compile=False)
@@ -230,7 +304,9 @@ def _bad_folder(tmp_path, kind):
         for label in ("a", "b"):
             (root / label).mkdir()
             for i in range(3):
-                keras.utils.save_img(str(root / label / f"{i}.png"), np.zeros((8, 8, 3), np.uint8), scale=False)
+                keras.utils.save_img(
+                    str(root / label / f"{i}.png"), np.zeros((8, 8, 3), np.uint8), scale=False
+                )
         if kind == "corrupt":
             (root / "a" / "broken.jpg").write_bytes(b"not an image at all")
         else:  # a valid PNG header followed by garbage: only decoding finds it
@@ -250,8 +326,26 @@ def _bad_folder(tmp_path, kind):
 def test_bad_data_folder_fails_clearly(tmp_path, capsys, kind, message):
     root = _bad_folder(tmp_path, kind)
     out = tmp_path / "out"
-    code = main(["train", *TINY_MODEL, "--data", str(root), "--image-size", "8", "--batch-size", "2",
-                 "--epochs", "1", "--validation-split", "0.3", "--output", str(out), "--verbose", "0"])
+    code = main(
+        [
+            "train",
+            *TINY_MODEL,
+            "--data",
+            str(root),
+            "--image-size",
+            "8",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "1",
+            "--validation-split",
+            "0.3",
+            "--output",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     error = capsys.readouterr().err
     assert code == 1
     assert error.startswith("keras-ba train: error: ")
@@ -261,9 +355,31 @@ def test_bad_data_folder_fails_clearly(tmp_path, capsys, kind, message):
 
 def test_nan_loss_stops_training_without_a_model(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["train", *TINY_MODEL, "--data", "digits", "--image-size", "8", "--batch-size", "16",
-                 "--limit", "32", "--epochs", "2", "--steps-per-epoch", "2", "--lr", "1e30",
-                 "--output", str(out), "--verbose", "0", "--no-plot"])
+    code = main(
+        [
+            "train",
+            *TINY_MODEL,
+            "--data",
+            "digits",
+            "--image-size",
+            "8",
+            "--batch-size",
+            "16",
+            "--limit",
+            "32",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "2",
+            "--lr",
+            "1e30",
+            "--output",
+            str(out),
+            "--verbose",
+            "0",
+            "--no-plot",
+        ]
+    )
     assert code == 1
     assert "loss became NaN" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.keras"))
@@ -282,7 +398,9 @@ def test_unknown_model_fails_in_a_real_process(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
         [str(BIN / "keras-ba"), "train", "--model", "ba_resnet7", "--output", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert result.returncode == 1

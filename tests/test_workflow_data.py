@@ -108,11 +108,15 @@ def test_tfds_dataset_prepared_locally_loads(tmp_path):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            features = tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(12, 10, 3)),
-                "label": tfds.features.ClassLabel(names=["dark", "light"]),
-            })
-            return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(12, 10, 3)),
+                    "label": tfds.features.ClassLabel(names=["dark", "light"]),
+                }
+            )
+            return tfds.core.DatasetInfo(
+                builder=self, features=features, supervised_keys=("image", "label")
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples(6), "test": self._generate_examples(4)}
@@ -136,14 +140,18 @@ def test_tfds_dataset_prepared_locally_loads(tmp_path):
 
 def test_normalize_is_preprocess_input():
     pixels = np.random.RandomState(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
-    np.testing.assert_allclose(augment.normalize(pixels).numpy(), preprocess_input(pixels), atol=1e-5)
+    np.testing.assert_allclose(
+        augment.normalize(pixels).numpy(), preprocess_input(pixels), atol=1e-5
+    )
 
 
 def test_eval_transform_crops_like_resize_then_center_crop():
     image = np.zeros((1, 40, 60, 3), "float32")
     image[:, :, 10:50] = 255.0  # the central 40x40 square is white
     out = augment.eval_transform(image, image_size=16, crop_pct=0.5)  # resize 32, crop 16
-    np.testing.assert_allclose(out.numpy(), preprocess_input(np.full((1, 16, 16, 3), 255.0)), atol=1e-5)
+    np.testing.assert_allclose(
+        out.numpy(), preprocess_input(np.full((1, 16, 16, 3), 255.0)), atol=1e-5
+    )
     same = np.random.RandomState(1).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(  # at the load size: no resampling
         augment.eval_transform(same, 16, 1.0).numpy(), preprocess_input(same), atol=1e-5
@@ -169,8 +177,14 @@ def test_train_pipeline_is_deterministic_for_a_seed():
 def test_bav2_augmentation_runs_in_tf_data_and_mixes_labels():
     recipe = recipes.get_recipe("bav2", image_size=16, eval_crop_pct=1.0, batch_size=8)
     names = [name for name, _ in augment.train_augmenters(recipe, seed=0)]
-    assert names == ["random_resized_crop", "random_flip", "randaugment", "normalize",
-                     "random_erasing", "mixup_or_cutmix"]
+    assert names == [
+        "random_resized_crop",
+        "random_flip",
+        "randaugment",
+        "normalize",
+        "random_erasing",
+        "mixup_or_cutmix",
+    ]
     images, labels = _first_batch(recipe, seed=0)
     assert images.shape == (8, 16, 16, 3) and np.isfinite(images).all()
     np.testing.assert_allclose(labels.sum(axis=1), np.ones(8), atol=1e-5)
@@ -195,13 +209,29 @@ def test_batch_larger_than_data_is_a_clear_error():
 
 def test_recipes_match_the_papers():
     bav1, bav2 = recipes.get_recipe("bav1"), recipes.get_recipe("bav2")
-    assert (bav1.optimizer, bav1.lr, bav1.lr_batch, bav1.momentum, bav1.weight_decay) == ("sgd", 0.1, 256, 0.9, 1e-4)
+    assert (bav1.optimizer, bav1.lr, bav1.lr_batch, bav1.momentum, bav1.weight_decay) == (
+        "sgd",
+        0.1,
+        256,
+        0.9,
+        1e-4,
+    )
     assert (bav1.epochs, bav1.crop, bav1.flip) == (100, "random-resized", True)
     assert recipes.get_recipe("bav1", batch_size=512).peak_lr() == pytest.approx(0.2)
-    assert (bav2.optimizer, bav2.lr, bav2.weight_decay, bav2.decay_1d_weights) == ("adamw", 1e-3, 0.05, False)
+    assert (bav2.optimizer, bav2.lr, bav2.weight_decay, bav2.decay_1d_weights) == (
+        "adamw",
+        1e-3,
+        0.05,
+        False,
+    )
     assert (bav2.warmup_epochs, bav2.min_lr, bav2.clipnorm, bav2.epochs) == (20, 1e-5, 5.0, 300)
-    assert (bav2.randaugment, bav2.random_erasing, bav2.mixup, bav2.cutmix, bav2.label_smoothing) == (
-        0.9, 0.25, 0.8, 1.0, 0.1)
+    assert (
+        bav2.randaugment,
+        bav2.random_erasing,
+        bav2.mixup,
+        bav2.cutmix,
+        bav2.label_smoothing,
+    ) == (0.9, 0.25, 0.8, 1.0, 0.1)
 
 
 def test_recipe_overrides_and_errors():
@@ -231,13 +261,17 @@ def test_schedule_warms_up_then_cosine_to_min_lr():
 
 
 def _one_step_with_zero_gradients(recipe):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()]
+    )
     for variable in model.trainable_variables:
         variable.assign(np.ones(variable.shape, "float32"))
     optimizer = recipes.make_optimizer(recipe, steps_per_epoch=1, model=model)
     zeros = [keras.ops.zeros(v.shape) for v in model.trainable_variables]
     optimizer.apply_gradients(zip(zeros, model.trainable_variables, strict=True))
-    return {v.path: float(keras.ops.convert_to_numpy(v).ravel()[0]) for v in model.trainable_variables}
+    return {
+        v.path: float(keras.ops.convert_to_numpy(v).ravel()[0]) for v in model.trainable_variables
+    }
 
 
 def test_weight_decay_semantics():
@@ -299,6 +333,8 @@ def test_plot_history_writes_a_png(tmp_path):
     from keras_ba.training import plots
 
     csv_path = tmp_path / "h.csv"
-    csv_path.write_text("epoch,loss,accuracy,val_loss,val_accuracy\n0,2,0.3,2.1,0.2\n1,1,0.6,1.2,0.5\n")
+    csv_path.write_text(
+        "epoch,loss,accuracy,val_loss,val_accuracy\n0,2,0.3,2.1,0.2\n1,1,0.6,1.2,0.5\n"
+    )
     plots.plot_history(str(csv_path), str(tmp_path / "h.png"))
     assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

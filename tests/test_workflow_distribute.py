@@ -69,14 +69,20 @@ print("RESULT", json.dumps({
 """
 
 
-def _equivalence(mode, backend, tmp_path):
+def _equivalence(mode, backend, tmp_path, tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "jax-cache"  # shared with test_workflow.py
     result = run_python(
         f"import sys; sys.argv = ['x', {mode!r}, {str(tmp_path / 'run')!r}]\n" + EQUIVALENCE,
         backend=backend,
+        env={
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        },
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line[len("RESULT "):]), result.stdout
+    return json.loads(line[len("RESULT ") :]), result.stdout
 
 
 def _check(report, stdout, mode, tmp_path):
@@ -92,14 +98,14 @@ def _check(report, stdout, mode, tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="runs once, in the TensorFlow backend run")
-def test_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
-    report, stdout = _equivalence("mirrored", "tensorflow", tmp_path)
+def test_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path, tmp_path_factory):
+    report, stdout = _equivalence("mirrored", "tensorflow", tmp_path, tmp_path_factory)
     _check(report, stdout, "mirrored", tmp_path)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="runs once, in the JAX backend run")
-def test_jax_data_parallel_on_two_host_devices_matches_one_device(tmp_path):
-    report, stdout = _equivalence("data-parallel", "jax", tmp_path)
+def test_jax_data_parallel_on_two_host_devices_matches_one_device(tmp_path, tmp_path_factory):
+    report, stdout = _equivalence("data-parallel", "jax", tmp_path, tmp_path_factory)
     _check(report, stdout, "data-parallel", tmp_path)
 
 
@@ -134,7 +140,9 @@ def test_devices_on_torch_fails_clearly(tmp_path, capsys):
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TF_CONFIG concerns the TensorFlow backend")
 def test_several_workers_are_refused_with_the_reason(tmp_path, capsys, monkeypatch):
     cluster = {"worker": ["localhost:23461", "localhost:23462"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    )
     code = main(["train", "--distribute", "mirrored", "--output", str(tmp_path / "out")])
     error = capsys.readouterr().err
     assert code == 1 and "keras-team/keras#20585" in error and "2 machines" in error

@@ -65,7 +65,9 @@ def _common(parser):
         "--traceback", action="store_true", help="show the full traceback of an error"
     )
     parser.add_argument(
-        "--verbose", default="auto", choices=("auto", "0", "1", "2"),
+        "--verbose",
+        default="auto",
+        choices=("auto", "0", "1", "2"),
         help="Keras progress output: 1 progress bar, 2 one line per epoch, 0 silent",
     )
 
@@ -79,40 +81,72 @@ def _verbosity(value):
 
 def _add_train(subparsers):
     parser = subparsers.add_parser(
-        "train", help="train a BA model (resumes an unfinished run in --output)",
+        "train",
+        help="train a BA model (resumes an unfinished run in --output)",
         description="Train a BA model on the embedded digits, an image folder or a local "
         "TFDS dataset with one of the papers' recipes. Rerunning the same command after an "
         "interruption resumes at the next epoch.",
     )
     data = parser.add_argument_group("data")
     data.add_argument(
-        "--data", default=DIGITS,
+        "--data",
+        default=DIGITS,
         help=f"'{DIGITS}' (embedded, no download), a folder <dir>/<class>/<image> (or "
         "<dir>/train + <dir>/val), or tfds:<name> prepared locally (default: digits)",
     )
-    data.add_argument("--validation-split", type=float, default=0.2,
-                      help="fraction held out for validation (default: 0.2)")
-    data.add_argument("--split-seed", type=int, default=1337,
-                      help="seed of the train/validation split (default: 1337)")
+    data.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.2,
+        help="fraction held out for validation (default: 0.2)",
+    )
+    data.add_argument(
+        "--split-seed",
+        type=int,
+        default=1337,
+        help="seed of the train/validation split (default: 1337)",
+    )
     data.add_argument("--limit", type=int, help="use at most N images per split (quick runs)")
     data.add_argument("--tfds-data-dir", help="TFDS data folder (default: TFDS' own)")
-    data.add_argument("--cache", default="auto", choices=CACHE_MODES,
-                      help="keep decoded images in memory (auto: when they fit in 2 GiB)")
+    data.add_argument(
+        "--cache",
+        default="auto",
+        choices=CACHE_MODES,
+        help="keep decoded images in memory (auto: when they fit in 2 GiB)",
+    )
     _add_model_flags(parser)
     _add_recipe_flags(parser)
     run = parser.add_argument_group("run")
     run.add_argument("--output", help="run folder (default: runs/<model>)")
     run.add_argument("--seed", type=int, default=0, help="seed of weights, shuffle, augmentation")
-    run.add_argument("--steps-per-epoch", type=int,
-                     help="optimizer steps per epoch (default: one pass over the images)")
-    run.add_argument("--precision", default="float32", choices=tuple(PRECISIONS),
-                     help="float32, or mixed precision with bfloat16 / float16 compute")
-    run.add_argument("--distribute", default="none", choices=distribute.MODES,
-                     help="; ".join(f"{k}: {v}" for k, v in distribute.describe_modes().items()))
-    run.add_argument("--devices", type=int,
-                     help="split the CPU into N devices (to try --distribute on one machine)")
-    run.add_argument("--jit-compile", default="auto", choices=tuple(JIT_CHOICES),
-                     help="XLA compilation of the train step (default: Keras' choice)")
+    run.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        help="optimizer steps per epoch (default: one pass over the images)",
+    )
+    run.add_argument(
+        "--precision",
+        default="float32",
+        choices=tuple(PRECISIONS),
+        help="float32, or mixed precision with bfloat16 / float16 compute",
+    )
+    run.add_argument(
+        "--distribute",
+        default="none",
+        choices=distribute.MODES,
+        help="; ".join(f"{k}: {v}" for k, v in distribute.describe_modes().items()),
+    )
+    run.add_argument(
+        "--devices",
+        type=int,
+        help="split the CPU into N devices (to try --distribute on one machine)",
+    )
+    run.add_argument(
+        "--jit-compile",
+        default="auto",
+        choices=tuple(JIT_CHOICES),
+        help="XLA compilation of the train step (default: Keras' choice)",
+    )
     run.add_argument("--no-plot", action="store_true", help="do not write history.png")
     _common(parser)
     parser.set_defaults(func=_handler(_train))
@@ -120,31 +154,60 @@ def _add_train(subparsers):
 
 def _add_model_flags(parser):
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default="ba_resnet18",
-                       help="model name, e.g. ba_resnet18, ba_resnet50 (keras_ba.applications."
-                       "list_models()); default: ba_resnet18")
-    group.add_argument("--attention", choices=ATTENTIONS,
-                       help="attention in every block (default: the model's, bav1)")
-    group.add_argument("--stem", default="auto", choices=STEMS,
-                       help="BA-ResNet stem: cifar (3x3/1) below 128 px when auto")
-    group.add_argument("--depths", type=int, nargs="+", metavar="N",
-                       help="BA-ResNet blocks per stage, e.g. 1 1 1 1 (tiny test models)")
-    group.add_argument("--widths", type=int, nargs="+", metavar="N",
-                       help="BA-ResNet filters per stage, e.g. 8 16 32 64")
-    group.add_argument("--reduction", type=int,
-                       help="attention reduction ratio (default 16; smaller for tiny widths)")
+    group.add_argument(
+        "--model",
+        default="ba_resnet18",
+        help="model name, e.g. ba_resnet18, ba_resnet50 (keras_ba.applications."
+        "list_models()); default: ba_resnet18",
+    )
+    group.add_argument(
+        "--attention",
+        choices=ATTENTIONS,
+        help="attention in every block (default: the model's, bav1)",
+    )
+    group.add_argument(
+        "--stem",
+        default="auto",
+        choices=STEMS,
+        help="BA-ResNet stem: cifar (3x3/1) below 128 px when auto",
+    )
+    group.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="BA-ResNet blocks per stage, e.g. 1 1 1 1 (tiny test models)",
+    )
+    group.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="BA-ResNet filters per stage, e.g. 8 16 32 64",
+    )
+    group.add_argument(
+        "--reduction",
+        type=int,
+        help="attention reduction ratio (default 16; smaller for tiny widths)",
+    )
     group.add_argument("--weights", help="start from this .keras / .weights.h5 file")
 
 
 def _add_recipe_flags(parser):
     group = parser.add_argument_group(
-        "recipe", "Each flag replaces one field of the recipe; values of bav1 / bav2 / small "
-        "in brackets."
+        "recipe",
+        "Each flag replaces one field of the recipe; values of bav1 / bav2 / small in brackets.",
     )
-    group.add_argument("--recipe", default="small", choices=recipes.list_recipes(),
-                       help="; ".join(f"{k}: {v}" for k, v in recipes.RECIPE_SUMMARIES.items()))
+    group.add_argument(
+        "--recipe",
+        default="small",
+        choices=recipes.list_recipes(),
+        help="; ".join(f"{k}: {v}" for k, v in recipes.RECIPE_SUMMARIES.items()),
+    )
     for field in dataclasses.fields(recipes.Recipe):
-        defaults = " / ".join(str(getattr(recipes.RECIPES[n], field.name)) for n in ("bav1", "bav2", "small"))
+        defaults = " / ".join(
+            str(getattr(recipes.RECIPES[n], field.name)) for n in ("bav1", "bav2", "small")
+        )
         options = {"help": f"{field.metadata['help']} [{defaults}]", "default": None}
         if field.type is bool:
             options["action"] = argparse.BooleanOptionalAction
@@ -161,20 +224,36 @@ def _train(args):
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipes.Recipe)}
     recipe = recipes.get_recipe(args.recipe, **overrides)
     spec = ModelSpec(
-        name=args.model, stem=args.stem, attention=args.attention, reduction=args.reduction,
+        name=args.model,
+        stem=args.stem,
+        attention=args.attention,
+        reduction=args.reduction,
         depths=tuple(args.depths) if args.depths else None,
-        widths=tuple(args.widths) if args.widths else None, weights=args.weights,
+        widths=tuple(args.widths) if args.widths else None,
+        weights=args.weights,
     )
-    source = DataSource(args.data, args.validation_split, args.split_seed, args.limit,
-                        args.tfds_data_dir)
+    source = DataSource(
+        args.data, args.validation_split, args.split_seed, args.limit, args.tfds_data_dir
+    )
     result = run.train(
-        spec, source, recipe, args.output or os.path.join("runs", args.model), seed=args.seed,
-        precision=args.precision, distribute_mode=args.distribute, devices=args.devices,
-        steps_per_epoch=args.steps_per_epoch, jit_compile=args.jit_compile,
-        verbose=_verbosity(args.verbose), cache=args.cache, plot=not args.no_plot,
+        spec,
+        source,
+        recipe,
+        args.output or os.path.join("runs", args.model),
+        seed=args.seed,
+        precision=args.precision,
+        distribute_mode=args.distribute,
+        devices=args.devices,
+        steps_per_epoch=args.steps_per_epoch,
+        jit_compile=args.jit_compile,
+        verbose=_verbosity(args.verbose),
+        cache=args.cache,
+        plot=not args.no_plot,
     )
     last = {k: v[-1] for k, v in result.history.items() if v}
-    shown = ", ".join(f"{k} {last[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in last)
+    shown = ", ".join(
+        f"{k} {last[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in last
+    )
     print(f"Last epoch: {shown}")
 
 
@@ -188,16 +267,25 @@ def _model_file(path):
 
 def _add_evaluate(subparsers):
     parser = subparsers.add_parser(
-        "evaluate", help="accuracy of a saved model on the validation split",
+        "evaluate",
+        help="accuracy of a saved model on the validation split",
         description="Accuracy and loss of a .keras model. By default on the validation "
         "split of the data it was trained on (read from run.json next to the model).",
     )
     parser.add_argument("model", help="a .keras file or a run folder")
     parser.add_argument("--data", help="data to evaluate on (default: the run's data)")
-    parser.add_argument("--validation-split", type=float, default=0.2,
-                        help="with --data: fraction held out (default: 0.2)")
-    parser.add_argument("--split-seed", type=int, default=1337,
-                        help="with --data: seed of the split (default: 1337)")
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.2,
+        help="with --data: fraction held out (default: 0.2)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=1337,
+        help="with --data: seed of the split (default: 1337)",
+    )
     parser.add_argument("--tfds-data-dir", help="TFDS data folder")
     parser.add_argument("--subset", default="validation", choices=SUBSETS)
     parser.add_argument("--limit", type=int, help="evaluate at most N images")
@@ -214,11 +302,17 @@ def _evaluate(args):
 
     source = None
     if args.data:
-        source = DataSource(args.data, args.validation_split, args.split_seed, None,
-                            args.tfds_data_dir)
+        source = DataSource(
+            args.data, args.validation_split, args.split_seed, None, args.tfds_data_dir
+        )
     results = run.evaluate(
-        _model_file(args.model), source, subset=args.subset, batch_size=args.batch_size,
-        limit=args.limit, cache=args.cache, verbose=_verbosity(args.verbose),
+        _model_file(args.model),
+        source,
+        subset=args.subset,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        cache=args.cache,
+        verbose=_verbosity(args.verbose),
     )
     correct = round(results["accuracy"] * results["images"])
     print(
@@ -240,7 +334,8 @@ def _write_json(results, path):
 
 def _add_predict(subparsers):
     parser = subparsers.add_parser(
-        "predict", help="classify image files with a saved model",
+        "predict",
+        help="classify image files with a saved model",
         description="Classify images (files or folders) with a .keras model; prints one "
         "line per image: path, class, probability.",
     )
@@ -258,8 +353,9 @@ def _predict(args):
 
     if args.top_k < 1:
         raise WorkflowError(f"--top-k must be a positive integer, received {args.top_k}.")
-    results = run.predict(_model_file(args.model), args.images, top_k=args.top_k,
-                          batch_size=args.batch_size)
+    results = run.predict(
+        _model_file(args.model), args.images, top_k=args.top_k, batch_size=args.batch_size
+    )
     for item in results:
         top = "  ".join(f"{name} {probability:.4f}" for name, probability in item["top"])
         print(f"{item['path']}\t{top}")
@@ -271,14 +367,18 @@ def _predict(args):
 
 def _add_export(subparsers):
     parser = subparsers.add_parser(
-        "export", help="export a saved model for TF Serving (or ONNX)",
+        "export",
+        help="export a saved model for TF Serving (or ONNX)",
         description="Write a TF Serving SavedModel <output>/<name>/<version>/ whose "
         "serving_default signature takes float32 RGB images in [0, 255] of any size "
         "(key 'images') and returns 'probabilities' and 'class_ids'; or an ONNX file.",
     )
     parser.add_argument("model", help="a .keras file or a run folder")
-    parser.add_argument("--output", default="serving",
-                        help="base folder (SavedModel) or .onnx file (default: serving)")
+    parser.add_argument(
+        "--output",
+        default="serving",
+        help="base folder (SavedModel) or .onnx file (default: serving)",
+    )
     parser.add_argument("--format", default="saved_model", choices=EXPORT_FORMATS)
     parser.add_argument("--name", help="model name in the serving layout (default: the run's)")
     parser.add_argument("--version", type=int, help="version folder (default: the next free one)")
@@ -292,7 +392,12 @@ def _export(args):
     from keras_ba.training.export import export_model
 
     path = export_model(
-        _model_file(args.model), args.output, name=args.name, version=args.version,
-        format=args.format, image_size=args.image_size, crop_pct=args.crop_pct,
+        _model_file(args.model),
+        args.output,
+        name=args.name,
+        version=args.version,
+        format=args.format,
+        image_size=args.image_size,
+        crop_pct=args.crop_pct,
     )
     print(f"Exported to {path}")

@@ -81,8 +81,10 @@ def _crop_stages(recipe, seed):
     size = recipe.image_size
     if recipe.crop == "random-resized":
         layer = kcv.RandomCropAndResize(
-            (size, size), crop_area_factor=(0.08, 1.0),
-            aspect_ratio_factor=(3 / 4, 4 / 3), seed=seed,
+            (size, size),
+            crop_area_factor=(0.08, 1.0),
+            aspect_ratio_factor=(3 / 4, 4 / 3),
+            seed=seed,
         )
         return [("random_resized_crop", _on_batch(layer))]
     if recipe.crop == "pad":
@@ -99,9 +101,12 @@ def _pixel_stages(recipe, seed):
         stages.append(("random_flip", _on_batch(kcv.RandomFlip("horizontal", seed=seed + 1))))
     if recipe.randaugment:
         layer = kcv.RandAugment(
-            value_range=(0, 255), augmentations_per_image=recipe.randaugment_ops,
-            magnitude=recipe.randaugment, magnitude_stddev=recipe.randaugment_std,
-            rate=0.5, seed=seed + 2,
+            value_range=(0, 255),
+            augmentations_per_image=recipe.randaugment_ops,
+            magnitude=recipe.randaugment,
+            magnitude_stddev=recipe.randaugment_std,
+            rate=0.5,
+            seed=seed + 2,
         )
         stages.append(("randaugment", _on_batch(layer)))
     return stages

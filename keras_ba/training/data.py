@@ -112,7 +112,7 @@ def load_splits(source, load_size):
     if source.kind == "digits":
         splits = _digits_splits(load_size, source.validation_split, source.split_seed)
     elif source.kind == "tfds":
-        splits = _tfds_splits(source.data[len(TFDS_PREFIX):], load_size, source.tfds_data_dir)
+        splits = _tfds_splits(source.data[len(TFDS_PREFIX) :], load_size, source.tfds_data_dir)
     else:
         splits = _folder_splits(source.data, load_size, source.validation_split, source.split_seed)
     return _limit(splits, source.limit)
@@ -148,8 +148,11 @@ def _digits_splits(load_size, validation_split, split_seed):
     _check_split(validation_split)
     digits = load_digits()
     x_train, x_val, y_train, y_val = train_test_split(
-        digits.images, digits.target, test_size=validation_split,
-        stratify=digits.target, random_state=split_seed,
+        digits.images,
+        digits.target,
+        test_size=validation_split,
+        stratify=digits.target,
+        random_state=split_seed,
     )
     names = tuple(str(name) for name in digits.target_names)
 
@@ -285,9 +288,15 @@ def _folder_splits(path, load_size, validation_split, split_seed):
     import keras
 
     options = dict(
-        labels="inferred", label_mode="int", color_mode="rgb", batch_size=None,
-        image_size=(load_size, load_size), interpolation="bilinear",
-        crop_to_aspect_ratio=True, seed=split_seed, verbose=False,
+        labels="inferred",
+        label_mode="int",
+        color_mode="rgb",
+        batch_size=None,
+        image_size=(load_size, load_size),
+        interpolation="bilinear",
+        crop_to_aspect_ratio=True,
+        seed=split_seed,
+        verbose=False,
     )
     layout = _train_val_layout(path) if os.path.isdir(path) else None
     if layout:
@@ -443,8 +452,16 @@ def train_dataset(splits, recipe, seed, cache="auto"):
     return _deterministic(ds.prefetch(tf.data.AUTOTUNE))
 
 
-def eval_dataset(images, num_classes, image_size, crop_pct, batch_size, size=0, cache="auto",
-                 drop_remainder=False):
+def eval_dataset(
+    images,
+    num_classes,
+    image_size,
+    crop_pct,
+    batch_size,
+    size=0,
+    cache="auto",
+    drop_remainder=False,
+):
     """The evaluation pipeline: center crop, normalize, one-hot, in order.
 
     Args:

@@ -95,8 +95,15 @@ def load_trained_model(model_path):
         raise WorkflowError(f"Cannot load the model {model_path!r}: {error}") from None
 
 
-def export_model(model_path, output, name=None, version=None, format="saved_model",
-                 image_size=None, crop_pct=None):
+def export_model(
+    model_path,
+    output,
+    name=None,
+    version=None,
+    format="saved_model",
+    image_size=None,
+    crop_pct=None,
+):
     """Exports `model_path` to `output` as a TF Serving SavedModel or ONNX.
 
     Args:
@@ -152,8 +159,17 @@ def _check_onnx_packages():
 
 
 def _export_in_tensorflow_process(model_path, target, format, image_size, crop_pct):
-    command = [sys.executable, "-m", "keras_ba.training.export", model_path, target,
-               "--format", format, "--crop-pct", str(crop_pct)]
+    command = [
+        sys.executable,
+        "-m",
+        "keras_ba.training.export",
+        model_path,
+        target,
+        "--format",
+        format,
+        "--crop-pct",
+        str(crop_pct),
+    ]
     if image_size:
         command += ["--image-size", str(image_size)]
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
@@ -179,8 +195,10 @@ def _export_here(model_path, target, format, image_size, crop_pct):
         os.replace(folder, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"Wrote the SavedModel {target} (signature serving_default: float32 "
-          f"RGB [0, 255] images of any size -> probabilities).")
+    print(
+        f"Wrote the SavedModel {target} (signature serving_default: float32 "
+        f"RGB [0, 255] images of any size -> probabilities)."
+    )
 
 
 def serving_function(model, image_size, crop_pct):

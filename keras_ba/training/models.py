@@ -88,9 +88,15 @@ def build_model(
         if reduction is None:
             reduction = min(16, max(1, min(widths) // 2))
         return _call(
-            resnet.BAResNet, list(depths or blocks), widths, block_type=block_type,
-            stem=choose_stem(stem, image_size), stem_filters=widths[0], name=name,
-            reduction=reduction, **kwargs,
+            resnet.BAResNet,
+            list(depths or blocks),
+            widths,
+            block_type=block_type,
+            stem=choose_stem(stem, image_size),
+            stem_filters=widths[0],
+            name=name,
+            reduction=reduction,
+            **kwargs,
         )
     if depths or widths or stem != "auto":
         raise WorkflowError("--depths, --widths and --stem apply to ba_resnet* models only.")
@@ -140,7 +146,13 @@ class ModelSpec:
     def build(self, classes, image_size):
         """`build_model(self.name, classes, image_size, ...)`."""
         return build_model(
-            self.name, classes, image_size, stem=self.stem, depths=self.depths,
-            widths=self.widths, attention=self.attention, reduction=self.reduction,
+            self.name,
+            classes,
+            image_size,
+            stem=self.stem,
+            depths=self.depths,
+            widths=self.widths,
+            attention=self.attention,
+            reduction=self.reduction,
             weights=self.weights,
         )

@@ -45,14 +45,16 @@ class Recipe:
     optimizer: str = _field("sgd", "optimizer", OPTIMIZERS)
     lr: float = _field(0.1, "peak learning rate, given for --lr-batch images per step")
     lr_batch: int = _field(
-        256, "batch size that --lr is given for; the rate scales linearly with "
-        "--batch-size (0: no scaling)"
+        256,
+        "batch size that --lr is given for; the rate scales linearly with "
+        "--batch-size (0: no scaling)",
     )
     momentum: float = _field(0.9, "SGD momentum (AdamW keeps beta_1=0.9, beta_2=0.999)")
     nesterov: bool = _field(False, "Nesterov momentum (SGD)")
     weight_decay: float = _field(
-        1e-4, "weight decay as PyTorch defines it: SGD's coupled L2 (applied in "
-        "Keras' decoupled form as wd / (1 - momentum)), AdamW's decoupled decay"
+        1e-4,
+        "weight decay as PyTorch defines it: SGD's coupled L2 (applied in "
+        "Keras' decoupled form as wd / (1 - momentum)), AdamW's decoupled decay",
     )
     decay_1d_weights: bool = _field(True, "apply weight decay to 1-D weights (biases, norms)")
     warmup_epochs: float = _field(
@@ -68,13 +70,12 @@ class Recipe:
         0.875, "evaluation: resize to image_size / crop_pct, center-crop image_size"
     )
     crop: str = _field(
-        "random-resized", "training crop: random-resized (scale 0.08-1), pad "
-        "(pad 1/8 and random crop) or center", CROPS
+        "random-resized",
+        "training crop: random-resized (scale 0.08-1), pad (pad 1/8 and random crop) or center",
+        CROPS,
     )
     flip: bool = _field(True, "random horizontal flip")
-    randaugment: float = _field(
-        0.0, "RandAugment magnitude in [0, 1] (timm's m9 = 0.9; 0: off)"
-    )
+    randaugment: float = _field(0.0, "RandAugment magnitude in [0, 1] (timm's m9 = 0.9; 0: off)")
     randaugment_ops: int = _field(2, "RandAugment operations per image")
     randaugment_std: float = _field(0.05, "RandAugment magnitude std (timm's mstd0.5 = 0.05)")
     random_erasing: float = _field(0.0, "random erasing probability per image")
@@ -90,12 +91,16 @@ class Recipe:
         _check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _check(
-            0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", self.warmup_epochs,
+            0 <= self.warmup_epochs <= self.epochs,
+            "warmup_epochs",
+            self.warmup_epochs,
             f"a number in [0, epochs={self.epochs}]",
         )
         _check(self.warmup_lr >= 0, "warmup_lr", self.warmup_lr, "a number >= 0")
         _check(
-            0 <= self.min_lr <= self.peak_lr(), "min_lr", self.min_lr,
+            0 <= self.min_lr <= self.peak_lr(),
+            "min_lr",
+            self.min_lr,
             f"a number in [0, peak lr={self.peak_lr():g}]",
         )
         _check(self.clipnorm >= 0, "clipnorm", self.clipnorm, "a number >= 0")
@@ -104,7 +109,9 @@ class Recipe:
         _check(0 < self.eval_crop_pct <= 1, "eval_crop_pct", self.eval_crop_pct, "in (0, 1]")
         _check(self.crop in CROPS, "crop", self.crop, f"one of {CROPS}")
         _check(0 <= self.randaugment <= 1, "randaugment", self.randaugment, "in [0, 1]")
-        _check(self.randaugment_ops >= 1, "randaugment_ops", self.randaugment_ops, "an integer >= 1")
+        _check(
+            self.randaugment_ops >= 1, "randaugment_ops", self.randaugment_ops, "an integer >= 1"
+        )
         _check(self.randaugment_std >= 0, "randaugment_std", self.randaugment_std, "a number >= 0")
         _check(0 <= self.random_erasing <= 1, "random_erasing", self.random_erasing, "in [0, 1]")
         _check(self.mixup >= 0, "mixup", self.mixup, "a number >= 0")
@@ -303,8 +310,11 @@ def make_optimizer(recipe, steps_per_epoch, model=None):
     decay = keras_weight_decay(recipe) or None
     if recipe.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(
-            schedule, momentum=recipe.momentum, nesterov=recipe.nesterov,
-            weight_decay=decay, **extra,
+            schedule,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=decay,
+            **extra,
         )
     else:
         optimizer = keras.optimizers.AdamW(

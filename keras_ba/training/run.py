@@ -49,7 +49,9 @@ def dtype_policy(precision):
     'mixed_bfloat16'
     """
     if precision not in PRECISIONS:
-        raise WorkflowError(f"--precision must be one of {tuple(PRECISIONS)}, received {precision!r}.")
+        raise WorkflowError(
+            f"--precision must be one of {tuple(PRECISIONS)}, received {precision!r}."
+        )
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
@@ -145,7 +147,8 @@ def train(
         steps = steps_per_epoch or data.steps_per_epoch(splits.train_size, recipe.batch_size)
         model = _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_compile)
         callbacks.write_json(
-            _run_config(model_spec, source, recipe, splits, seed, precision, setup.mode), paths.config
+            _run_config(model_spec, source, recipe, splits, seed, precision, setup.mode),
+            paths.config,
         )
         _print_plan(model, recipe, splits, steps, setup, precision, paths)
         history = _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setup)
@@ -166,7 +169,9 @@ def _check_options(model_spec, distribute_mode, jit_compile):
     distribute.check_backend(mode)
     distribute.check_multi_worker(mode)
     if jit_compile not in JIT_CHOICES:
-        raise WorkflowError(f"--jit-compile must be one of {tuple(JIT_CHOICES)}, received {jit_compile!r}.")
+        raise WorkflowError(
+            f"--jit-compile must be one of {tuple(JIT_CHOICES)}, received {jit_compile!r}."
+        )
     models.check_model_name(model_spec.name)
     return mode
 
@@ -210,13 +215,24 @@ def _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setu
             f"validation images are fewer than --batch-size {recipe.batch_size}."
         )
     val_ds = data.eval_dataset(
-        splits.validation, num_classes, recipe.image_size, recipe.eval_crop_pct,
-        recipe.batch_size, splits.validation_size, cache, drop_remainder=drop,
+        splits.validation,
+        num_classes,
+        recipe.image_size,
+        recipe.eval_crop_pct,
+        recipe.batch_size,
+        splits.validation_size,
+        cache,
+        drop_remainder=drop,
     )
     try:
         history = model.fit(
-            train_ds, epochs=recipe.epochs, steps_per_epoch=steps, validation_data=val_ds,
-            callbacks=callbacks.make_callbacks(paths), verbose=verbose, shuffle=False,
+            train_ds,
+            epochs=recipe.epochs,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks.make_callbacks(paths),
+            verbose=verbose,
+            shuffle=False,
         )
     except tf.errors.InvalidArgumentError as error:
         raise WorkflowError(_data_error_message(error, source)) from None
@@ -232,8 +248,10 @@ def _data_error_message(error, source):
         return f"The input pipeline failed: {message}."
     bad = data.find_unreadable_images(source.data, max_files=MAX_FILES_TO_CHECK)
     if bad is None:
-        where = ("find it with keras_ba.training.data.find_unreadable_images"
-                 f"({source.data!r}) (it decodes every file)")
+        where = (
+            "find it with keras_ba.training.data.find_unreadable_images"
+            f"({source.data!r}) (it decodes every file)"
+        )
     else:
         where = f"unreadable: {bad[:5]}" if bad else "no single file fails to decode on its own"
     return f"Reading the images of {source.data!r} failed: {message}; {where}."
@@ -275,8 +293,17 @@ def _source_of_run(model_path, source, limit):
     return source
 
 
-def evaluate(model_path, source=None, subset="validation", batch_size=64, limit=None,
-             image_size=None, crop_pct=None, cache="auto", verbose="auto"):
+def evaluate(
+    model_path,
+    source=None,
+    subset="validation",
+    batch_size=64,
+    limit=None,
+    image_size=None,
+    crop_pct=None,
+    cache="auto",
+    verbose="auto",
+):
     """Accuracy and loss of a saved model on a data split.
 
     Args:
@@ -309,7 +336,9 @@ def evaluate(model_path, source=None, subset="validation", batch_size=64, limit=
     images = splits.validation if subset == "validation" else splits.train
     count = splits.validation_size if subset == "validation" else splits.train_size
     ds = data.eval_dataset(images, num_classes, size, info["crop_pct"], batch_size, count, cache)
-    model.compile(loss=keras.losses.CategoricalCrossentropy(), metrics=recipes.make_metrics(num_classes))
+    model.compile(
+        loss=keras.losses.CategoricalCrossentropy(), metrics=recipes.make_metrics(num_classes)
+    )
     results = model.evaluate(ds, return_dict=True, verbose=verbose)
     results = {k: float(v) for k, v in results.items()}
     results.update(images=count, classes=num_classes, chance=1.0 / num_classes, subset=subset)
@@ -356,11 +385,13 @@ def predict(model_path, inputs, top_k=1, batch_size=32, image_size=None, crop_pc
     names = info["class_names"] or [str(i) for i in range(model.output_shape[-1])]
     results = []
     for begin in range(0, len(files), batch_size):
-        chunk = files[begin:begin + batch_size]
-        batch = np.concatenate([
-            augment.eval_transform(data.read_image(f)[None], size, info["crop_pct"]).numpy()
-            for f in chunk
-        ])
+        chunk = files[begin : begin + batch_size]
+        batch = np.concatenate(
+            [
+                augment.eval_transform(data.read_image(f)[None], size, info["crop_pct"]).numpy()
+                for f in chunk
+            ]
+        )
         probabilities = np.asarray(model.predict(batch, verbose=0), dtype="float64")
         for path, row in zip(chunk, probabilities, strict=True):
             best = np.argsort(-row)[:top_k]
