@@ -18,6 +18,11 @@ import keras
 from keras import layers
 
 from keras_ba.applications import _common
+from keras_ba.applications.preprocessing import (  # noqa: F401 (re-exported)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    preprocess_input,
+)
 from keras_ba.layers import _utils
 from keras_ba.layers.factory import apply_attention
 
@@ -331,40 +336,3 @@ BAResNet34 = _resnet_variant(34)
 BAResNet50 = _resnet_variant(50)
 BAResNet101 = _resnet_variant(101)
 BAResNet152 = _resnet_variant(152)
-
-
-# === Preprocessing ===
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def preprocess_input(x, data_format=None):
-    """Scales RGB pixels in [0, 255] like the authors' training.
-
-    `x / 255`, then the ImageNet mean is subtracted and the result divided by
-    the ImageNet standard deviation, per channel (torchvision convention).
-
-    Args:
-        x: images with 3 channels, a NumPy array or a backend tensor.
-        data_format: `"channels_last"` or `"channels_first"`; None reads
-            `keras.config.image_data_format()`.
-
-    Returns:
-        Float32 images of the same shape (NumPy in, NumPy out).
-
-    Example:
-    >>> import numpy as np
-    >>> preprocess_input(np.full((1, 2, 2, 3), 255.0))[0, 0, 0].round(3)
-    array([2.249, 2.429, 2.64 ], dtype=float32)
-    """
-    import numpy as np
-
-    data_format = _utils.standardize_data_format(data_format)
-    shape = (3,) + (1, 1) if data_format == "channels_first" else (3,)
-    mean = np.reshape(np.array(IMAGENET_MEAN, "float32") * 255.0, shape)
-    std = np.reshape(np.array(IMAGENET_STD, "float32") * 255.0, shape)
-    if isinstance(x, np.ndarray) or not hasattr(x, "shape"):
-        return ((np.asarray(x, "float32") - mean) / std).astype("float32")
-    x = keras.ops.cast(x, "float32")
-    return (x - mean) / std
