@@ -1,11 +1,17 @@
-"""BA model builders in keras.applications style.
+"""BA model builders in keras.applications style, and their backbones.
+
+Classifiers (`BAResNet50()`, `BAEfficientNetB0()`, ...) are a backbone
+(`BAResNetBackbone`, `BAEfficientNetBackbone`, `BAMobileNetV3Backbone`, with
+`pyramid_outputs` for detection and segmentation heads) plus a small head.
 
 Example:
->>> from keras_ba.applications import BAResNet50
->>> model = BAResNet50(classes=10, input_shape=(64, 64, 3))
+>>> from keras_ba.applications import BAResNet18
+>>> BAResNet18(classes=10, input_shape=(64, 64, 3)).get_layer("conv2_block1_ba").name
+'conv2_block1_ba'
 """
 
-from keras_ba.applications import efficientnet, mobilenet_v3, resnet, resnext
+from keras_ba.applications import blocks, efficientnet, mobilenet_v3, resnet, resnext
+from keras_ba.applications.backbone import Backbone
 from keras_ba.applications.efficientnet import (
     BAEfficientNet,
     BAEfficientNetB0,
@@ -16,12 +22,15 @@ from keras_ba.applications.efficientnet import (
     BAEfficientNetB5,
     BAEfficientNetB6,
     BAEfficientNetB7,
+    BAEfficientNetBackbone,
 )
 from keras_ba.applications.mobilenet_v3 import (
     BAMobileNetV3,
+    BAMobileNetV3Backbone,
     BAMobileNetV3Large,
     BAMobileNetV3Small,
 )
+from keras_ba.applications.preprocessing import preprocess_input
 from keras_ba.applications.registry import get_model_builder, list_models
 from keras_ba.applications.resnet import (
     BAResNet,
@@ -30,12 +39,13 @@ from keras_ba.applications.resnet import (
     BAResNet50,
     BAResNet101,
     BAResNet152,
-    preprocess_input,
+    BAResNetBackbone,
 )
 from keras_ba.applications.resnext import BAResNeXt50_32x4d, BAResNeXt101_32x8d
 
 __all__ = [
     "BAEfficientNet",
+    "BAEfficientNetBackbone",
     "BAEfficientNetB0",
     "BAEfficientNetB1",
     "BAEfficientNetB2",
@@ -45,6 +55,7 @@ __all__ = [
     "BAEfficientNetB6",
     "BAEfficientNetB7",
     "BAMobileNetV3",
+    "BAMobileNetV3Backbone",
     "BAMobileNetV3Large",
     "BAMobileNetV3Small",
     "BAResNeXt50_32x4d",
@@ -55,6 +66,9 @@ __all__ = [
     "BAResNet50",
     "BAResNet101",
     "BAResNet152",
+    "BAResNetBackbone",
+    "Backbone",
+    "blocks",
     "efficientnet",
     "get_model_builder",
     "list_models",

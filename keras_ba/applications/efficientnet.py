@@ -1,12 +1,12 @@
 """BA-EfficientNet: EfficientNet-B0 ... B7 with Bridge Attention.
 
-Data flow: image -> stem -> seven stages of MBConv blocks -> top conv ->
-head. In every MBConv block that has an expansion conv, Bridge Attention
-(`block{stage}{letter}_ba`) replaces squeeze-and-excitation: it bridges the
-expansion output and the depthwise output, `[swish(bn(expand x)),
-swish(bn(depthwise .))]`, with reduction 6 (bottleneck `expanded // 6`), a
-swish hidden activation and a sigmoid gate, and recalibrates the depthwise
-output before the projection conv. Blocks without an expansion conv (the
+Data flow: image -> stem -> seven stages of MBConv blocks -> top conv (the
+backbone, `BAEfficientNetBackbone`) -> head. In every MBConv block that has
+an expansion conv, Bridge Attention (`block{stage}{letter}_ba`) replaces
+squeeze-and-excitation: it bridges the expansion output and the depthwise
+output, `[swish(bn(expand x)), swish(bn(depthwise .))]`, with reduction 6
+(bottleneck `expanded // 6`), a swish hidden activation and a sigmoid gate,
+and recalibrates the depthwise output before the projection conv. Blocks without an expansion conv (the
 first block, `block1a`) keep plain squeeze-and-excitation with biases and a
 bottleneck of a quarter of the block's input filters. This is the authors'
 `BA_effcientnet.py` (built on lukemelas/EfficientNet-PyTorch), whose
@@ -34,12 +34,13 @@ import functools
 import math
 
 import keras
-from keras import layers
 
-from keras_ba.applications import _common
-from keras_ba.applications.resnet import preprocess_input
-from keras_ba.layers import _utils
-from keras_ba.layers.factory import apply_attention
+from keras_ba import _validation
+from keras_ba.applications import blocks, classifier
+from keras_ba.applications.backbone import Backbone, image_input
+from keras_ba.applications.preprocessing import preprocess_input
+from keras_ba.layers.registry import apply_attention, resolve_attention
+from keras_ba.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
     "BAEfficientNet",
@@ -51,6 +52,7 @@ __all__ = [
     "BAEfficientNetB5",
     "BAEfficientNetB6",
     "BAEfficientNetB7",
+    "BAEfficientNetBackbone",
     "preprocess_input",
 ]
 
@@ -58,6 +60,14 @@ MIN_SIZE = 32  # five stride-2 stages
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
 ACTIVATION = "swish"
+# Layer names of an MBConv block (keras.applications'), `{}` = block name.
+BLOCK_NAMES = {
+    "expand": {"conv": "{}_expand_conv", "bn": "{}_expand_bn", "act": "{}_expand_activation"},
+    "depthwise": {"conv": "{}_dwconv", "bn": "{}_bn", "act": "{}_activation"},
+    "project": {"conv": "{}_project_conv", "bn": "{}_project_bn"},
+    "drop": "{}_drop",
+    "add": "{}_add",
+}
 
 CONV_KERNEL_INITIALIZER = {
     "class_name": "VarianceScaling",
@@ -106,15 +116,16 @@ def round_filters(filters, width_coefficient, divisor=8):
     >>> round_filters(32, 1.1), round_filters(1280, 2.0)
     (32, 2560)
     """
-    filters *= width_coefficient
-    new_filters = max(divisor, int(filters + divisor / 2) // divisor * divisor)
-    if new_filters < 0.9 * filters:  # never round down by more than 10%
-        new_filters += divisor
-    return int(new_filters)
+    return blocks.make_divisible(filters * width_coefficient, divisor)
 
 
 def round_repeats(repeats, depth_coefficient):
-    """Scales a stage's block count by `depth_coefficient`, rounded up."""
+    """Scales a stage's block count by `depth_coefficient`, rounded up.
+
+    Example:
+    >>> round_repeats(3, 1.4)
+    5
+    """
     return int(math.ceil(depth_coefficient * repeats))
 
 
@@ -128,118 +139,49 @@ def _block_letter(index):
     return letters
 
 
-# === Blocks ===
+# === Attention in a block ===
 
 
-def _batch_norm(data_format, name):
-    return layers.BatchNormalization(
-        axis=_utils.channel_axis(data_format),
-        epsilon=BN_EPSILON,
-        momentum=BN_MOMENTUM,
+def squeeze_excite(features, name, filters_in, se_ratio, data_format, dtype):
+    """`keras.applications`' EfficientNet SE: biases, a quarter of the block input."""
+    return SqueezeExcite(
+        squeeze_channels=max(1, int(filters_in * se_ratio)),
+        use_bias=True,
+        hidden_activation=ACTIVATION,
+        data_format=data_format,
+        dtype=dtype,
         name=name,
+    )(features)
+
+
+def first_block_attention(features, name, filters_in, se_ratio, data_format, dtype):
+    """The authors' attention in a block without expansion conv (one feature).
+
+    Bridge Attention needs two or more features; the authors' block keeps
+    an SE-like gate there, named `{name}_se`.
+    """
+    return squeeze_excite(features, f"{name}_se", filters_in, se_ratio, data_format, dtype)
+
+
+def _block_attend(attention, filters_in, se_ratio, reduction, data_format, dtype):
+    """`attend(features, name=...)` of one MBConv block (see `apply_attention`)."""
+    if not se_ratio or not 0 < se_ratio <= 1:
+        attention = None
+    layout = dict(filters_in=filters_in, se_ratio=se_ratio, data_format=data_format, dtype=dtype)
+    return functools.partial(
+        apply_attention,
+        attention=attention,
+        overrides={"se": functools.partial(squeeze_excite, **layout)},
+        fallback=functools.partial(first_block_attention, **layout),
+        reduction=reduction,
+        hidden_activation=ACTIVATION,
+        gate_activation="sigmoid",
+        data_format=data_format,
+        dtype=dtype,
     )
 
 
-def _block_attention(attention, has_expansion, filters_in, se_ratio, reduction):
-    """The attention kind and arguments of one MBConv block (or None)."""
-    if attention is None or not se_ratio or not 0 < se_ratio <= 1:
-        return None, {}
-    if attention == "se" or not has_expansion:
-        squeeze = max(1, int(filters_in * se_ratio))
-        return "se", dict(squeeze_channels=squeeze, use_bias=True, hidden_activation=ACTIVATION)
-    return attention, dict(reduction=reduction, hidden_activation=ACTIVATION)
-
-
-def mbconv_block(
-    x,
-    filters_in,
-    filters_out,
-    kernel_size,
-    strides,
-    expand_ratio,
-    se_ratio,
-    id_skip,
-    drop_rate,
-    attention,
-    reduction,
-    data_format,
-    name,
-):
-    """Inverted residual block; attention recalibrates the depthwise output.
-
-    expand 1x1 (if `expand_ratio != 1`) -> depthwise -> attention over
-    `[expand output, depthwise output]` -> project 1x1 -> drop-connect + add
-    (when the block keeps its shape).
-    """
-    inputs = x
-    filters = filters_in * expand_ratio
-    features = []
-    if expand_ratio != 1:
-        x = layers.Conv2D(
-            filters,
-            1,
-            padding="same",
-            use_bias=False,
-            kernel_initializer=CONV_KERNEL_INITIALIZER,
-            data_format=data_format,
-            name=f"{name}_expand_conv",
-        )(x)
-        x = _batch_norm(data_format, f"{name}_expand_bn")(x)
-        x = layers.Activation(ACTIVATION, name=f"{name}_expand_activation")(x)
-        features.append(x)
-    x = layers.DepthwiseConv2D(
-        kernel_size,
-        strides=strides,
-        padding="same",
-        use_bias=False,
-        depthwise_initializer=CONV_KERNEL_INITIALIZER,
-        data_format=data_format,
-        name=f"{name}_dwconv",
-    )(x)
-    x = _batch_norm(data_format, f"{name}_bn")(x)
-    x = layers.Activation(ACTIVATION, name=f"{name}_activation")(x)
-    features.append(x)
-
-    kind, kwargs = _block_attention(attention, expand_ratio != 1, filters_in, se_ratio, reduction)
-    x = apply_attention(features, kind, name, data_format=data_format, **kwargs)
-
-    x = layers.Conv2D(
-        filters_out,
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        data_format=data_format,
-        name=f"{name}_project_conv",
-    )(x)
-    x = _batch_norm(data_format, f"{name}_project_bn")(x)
-    if id_skip and strides == 1 and filters_in == filters_out:
-        if drop_rate > 0:
-            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop")(x)
-        x = layers.Add(name=f"{name}_add")([x, inputs])
-    return x
-
-
 # === Argument checks ===
-
-
-def _check_positive_number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a positive "
-            f"number. Received: {name}={value!r}"
-        )
-    return value
-
-
-def _check_rate(value, name):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected a number in "
-            f"[0, 1). Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def _check_blocks_args(blocks_args):
@@ -261,12 +203,176 @@ def _check_blocks_args(blocks_args):
                 f"stage needs {BLOCK_ARG_KEYS}. Received: {args!r}"
             )
         for key in ("kernel_size", "repeats", "filters_in", "filters_out", "expand_ratio"):
-            _utils.check_positive_int(args[key], f"blocks_args[{stage - 1}][{key!r}]")
-        _common.check_choice(args["strides"], f"blocks_args[{stage - 1}]['strides']", (1, 2))
+            _validation.check_positive_int(args[key], f"blocks_args[{stage - 1}][{key!r}]")
+        _validation.check_choice(args["strides"], f"blocks_args[{stage - 1}]['strides']", (1, 2))
     return copy.deepcopy(list(blocks_args))
 
 
-# === Builder ===
+# === Backbone ===
+
+
+@keras.saving.register_keras_serializable(package="keras_ba")
+class BAEfficientNetBackbone(Backbone):
+    """EfficientNet trunk (stem, MBConv stages, top conv) with Bridge Attention.
+
+    Bridge Attention replaces squeeze-and-excitation in every MBConv block
+    with an expansion conv, bridging the expansion and depthwise outputs
+    (reduction 6, swish hidden activation, sigmoid gate); blocks without an
+    expansion conv keep the authors' single-feature gate. `pyramid_outputs`
+    holds the last block output at each total stride: `"P1"` ... `"P5"`
+    (`"P1"` is `block1a`'s output in B0); the top conv is the backbone's
+    output.
+
+    Args:
+        width_coefficient: float, scales every stage's channels.
+        depth_coefficient: float, scales every stage's number of blocks.
+        drop_connect_rate: the largest drop-connect (stochastic depth) rate,
+            reached by the last block; block `b` of `n` uses
+            `drop_connect_rate * b / n`.
+        depth_divisor: channel counts are rounded to multiples of this.
+        blocks_args: None for the EfficientNet stage table
+            (`DEFAULT_BLOCKS_ARGS`), or a list of per-stage dicts with the
+            same keys (a small table makes a tiny test model).
+        attention: a name from `keras_ba.layers.attention_names()`
+            (`"se"` is the standard EfficientNet SE in every block), a
+            `keras.layers.Layer` subclass, a callable `(features, name,
+            **kwargs) -> tensor`, or None (no attention).
+        reduction: attention reduction ratio: the bottleneck width is
+            `expanded_channels // reduction` (6 in the authors' code).
+        image_shape: `(H, W, 3)` (channels_last) or `(3, H, W)` with sides
+            of at least 32; default `(None, None, 3)`.
+        input_tensor: optional Keras tensor to build on (not part of the
+            config).
+        data_format: `"channels_last"` or `"channels_first"`; None reads
+            `keras.config.image_data_format()`.
+        dtype: dtype policy of every layer (None: the global policy).
+        **kwargs: `name`, `trainable`.
+
+    Reference:
+        Tan and Le, "EfficientNet: Rethinking Model Scaling for
+        Convolutional Neural Networks", ICML 2019; Zhao et al., "BA-Net:
+        Bridge Attention for Deep Convolutional Neural Networks", ECCV 2022.
+
+    Example:
+    >>> tiny = [dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16,
+    ...              expand_ratio=6, id_skip=True, strides=2, se_ratio=0.25)]
+    >>> backbone = BAEfficientNetBackbone(0.5, 1.0, blocks_args=tiny,
+    ...                                   image_shape=(64, 64, 3))
+    >>> {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()}
+    {'P1': (None, 32, 32, 16), 'P2': (None, 16, 16, 8)}
+    """
+
+    def __init__(
+        self,
+        width_coefficient,
+        depth_coefficient,
+        drop_connect_rate=0.2,
+        depth_divisor=8,
+        blocks_args=None,
+        attention="bav1",
+        reduction=6,
+        image_shape=None,
+        input_tensor=None,
+        data_format=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Arguments ===
+        _validation.check_positive_number(width_coefficient, "width_coefficient")
+        _validation.check_positive_number(depth_coefficient, "depth_coefficient")
+        drop_connect_rate = _validation.check_unit_interval(
+            drop_connect_rate, "drop_connect_rate", closed_low=True
+        )
+        _validation.check_positive_int(depth_divisor, "depth_divisor")
+        stages = _check_blocks_args(blocks_args)
+        resolve_attention(attention)
+        _validation.check_positive_int(reduction, "reduction")
+        data_format = _validation.standardize_data_format(data_format)
+
+        # === Functional Model ===
+        images, inputs, image_shape = image_input(
+            input_tensor, image_shape, data_format, MIN_SIZE, "efficientnet"
+        )
+
+        def scale(filters):
+            return round_filters(filters, width_coefficient, depth_divisor)
+
+        conv_bn = functools.partial(
+            blocks.conv_bn_act,
+            kernel_initializer=CONV_KERNEL_INITIALIZER,
+            epsilon=BN_EPSILON,
+            momentum=BN_MOMENTUM,
+            data_format=data_format,
+            dtype=dtype,
+        )
+        x = conv_bn(images, scale(32), 3, strides=2, activation=ACTIVATION, name="stem")
+        pyramid_outputs = {"P1": x}
+        total_stride = 2
+        total_blocks = float(sum(round_repeats(a["repeats"], depth_coefficient) for a in stages))
+        block_index = 0
+        for stage, args in enumerate(stages, start=1):
+            filters_out = scale(args["filters_out"])
+            for repeat in range(round_repeats(args["repeats"], depth_coefficient)):
+                filters_in = scale(args["filters_in"]) if repeat == 0 else filters_out
+                strides = args["strides"] if repeat == 0 else 1
+                x = blocks.inverted_residual(
+                    x,
+                    filters_out,
+                    args["kernel_size"],
+                    strides,
+                    expanded_channels=(
+                        filters_in * args["expand_ratio"] if args["expand_ratio"] != 1 else None
+                    ),
+                    activation=ACTIVATION,
+                    attend=_block_attend(
+                        attention, filters_in, args["se_ratio"], reduction, data_format, dtype
+                    ),
+                    attention_after_activation=True,
+                    residual=args["id_skip"] and strides == 1 and filters_in == filters_out,
+                    drop_rate=drop_connect_rate * block_index / total_blocks,
+                    conv_bn=conv_bn,
+                    names=BLOCK_NAMES,
+                    dtype=dtype,
+                    name=f"block{stage}{_block_letter(repeat)}",
+                )
+                block_index += 1
+                total_stride *= strides
+                pyramid_outputs[blocks.pyramid_level(total_stride)] = x
+        x = conv_bn(x, scale(1280), 1, activation=ACTIVATION, name="top")
+        super().__init__(
+            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
+        )
+
+        # === Config ===
+        self.width_coefficient = width_coefficient
+        self.depth_coefficient = depth_coefficient
+        self.drop_connect_rate = drop_connect_rate
+        self.depth_divisor = depth_divisor
+        self.blocks_args = None if blocks_args is None else stages
+        self.attention = attention
+        self.reduction = reduction
+        self.image_shape = image_shape
+        self.data_format = data_format
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "width_coefficient": self.width_coefficient,
+                "depth_coefficient": self.depth_coefficient,
+                "drop_connect_rate": self.drop_connect_rate,
+                "depth_divisor": self.depth_divisor,
+                "blocks_args": copy.deepcopy(self.blocks_args),
+                "attention": self._attention_config(self.attention),
+                "reduction": self.reduction,
+                "image_shape": self.image_shape,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+
+# === Classifier ===
 
 
 def BAEfficientNet(
@@ -289,28 +395,20 @@ def BAEfficientNet(
     data_format=None,
     name="ba_efficientnet",
 ):
-    """Builds an EfficientNet with Bridge Attention (or SE, or none).
+    """Builds an EfficientNet classifier with Bridge Attention (or SE, or none).
 
-    Bridge Attention replaces squeeze-and-excitation in every MBConv block
-    with an expansion conv, bridging the expansion and depthwise outputs
-    (reduction 6, swish hidden activation, sigmoid gate); blocks without an
-    expansion conv keep SE with biases, as in the authors' code.
+    `BAEfficientNetBackbone` plus the `keras.applications` head
+    (`avg_pool`, `top_dropout`, `predictions`), in one flat model.
 
     Args:
-        width_coefficient: float, scales every stage's channels.
-        depth_coefficient: float, scales every stage's number of blocks.
+        width_coefficient, depth_coefficient, drop_connect_rate,
+        depth_divisor, blocks_args, attention, reduction, data_format: as
+            in `BAEfficientNetBackbone`.
         default_size: integer, the image side the variant is designed and
             trained for (224 for B0, 600 for B7). The model itself accepts
             any side of at least 32 pixels (`input_shape=None` gives
             `(None, None, 3)`), so this only documents the resolution to use.
         dropout_rate: dropout before the classifier (`top_dropout`).
-        drop_connect_rate: the largest drop-connect (stochastic depth) rate,
-            reached by the last block; block `b` of `n` uses
-            `drop_connect_rate * b / n`.
-        depth_divisor: channel counts are rounded to multiples of this.
-        blocks_args: None for the EfficientNet stage table
-            (`DEFAULT_BLOCKS_ARGS`), or a list of per-stage dicts with the
-            same keys (a small table makes a tiny test model).
         include_top: whether to end with the `predictions` classifier.
         weights: None (random) or the path to a `.keras` / `.weights.h5`
             file saved from a model of the same architecture. With
@@ -322,22 +420,11 @@ def BAEfficientNet(
         classes: number of classes of the classifier.
         classifier_activation: activation of `predictions` (`"softmax"`, or
             None for logits).
-        attention: `"bav1"`, `"bav2"`, `"se"` (standard EfficientNet) or
-            None (no attention).
-        reduction: Bridge Attention reduction ratio: the bottleneck width is
-            `expanded_channels // reduction` (6 in the authors' code).
-        data_format: `"channels_last"` or `"channels_first"`; None reads
-            `keras.config.image_data_format()`.
         name: model name.
 
     Returns:
         A functional `keras.Model` whose input layer is named `"images"`; it
         takes `preprocess_input` output (ImageNet mean/std), not raw pixels.
-
-    Reference:
-        Tan and Le, "EfficientNet: Rethinking Model Scaling for
-        Convolutional Neural Networks", ICML 2019; Zhao et al., "BA-Net:
-        Bridge Attention for Deep Convolutional Neural Networks", ECCV 2022.
 
     Example:
     >>> tiny = [dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16,
@@ -347,102 +434,37 @@ def BAEfficientNet(
     >>> model.output_shape
     (None, 10)
     """
-    _common.check_application_args(include_top, weights, pooling, classes, attention)
-    _check_positive_number(width_coefficient, "width_coefficient")
-    _check_positive_number(depth_coefficient, "depth_coefficient")
-    _utils.check_positive_int(default_size, "default_size")
-    dropout_rate = _check_rate(dropout_rate, "dropout_rate")
-    drop_connect_rate = _check_rate(drop_connect_rate, "drop_connect_rate")
-    _utils.check_positive_int(depth_divisor, "depth_divisor")
-    stages = _check_blocks_args(blocks_args)
-    _utils.check_positive_int(reduction, "reduction")
-    data_format = _utils.standardize_data_format(data_format)
-    scale_filters = functools.partial(
-        round_filters, width_coefficient=width_coefficient, divisor=depth_divisor
-    )
-
-    # === Functional Model ===
-    images, inputs = _common.image_input(
-        input_tensor, input_shape, data_format, MIN_SIZE, "efficientnet"
-    )
-    x = layers.Conv2D(
-        scale_filters(32),
-        3,
-        strides=2,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        data_format=data_format,
-        name="stem_conv",
-    )(images)
-    x = _batch_norm(data_format, "stem_bn")(x)
-    x = layers.Activation(ACTIVATION, name="stem_activation")(x)
-
-    total_blocks = float(sum(round_repeats(a["repeats"], depth_coefficient) for a in stages))
-    block_index = 0
-    for stage, args in enumerate(stages, start=1):
-        filters_in = scale_filters(args["filters_in"])
-        filters_out = scale_filters(args["filters_out"])
-        for repeat in range(round_repeats(args["repeats"], depth_coefficient)):
-            x = mbconv_block(
-                x,
-                filters_in if repeat == 0 else filters_out,
-                filters_out,
-                args["kernel_size"],
-                args["strides"] if repeat == 0 else 1,
-                args["expand_ratio"],
-                args["se_ratio"],
-                args["id_skip"],
-                drop_connect_rate * block_index / total_blocks,
-                attention,
-                reduction,
-                data_format,
-                name=f"block{stage}{_block_letter(repeat)}",
-            )
-            block_index += 1
-
-    x = layers.Conv2D(
-        scale_filters(1280),
-        1,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=CONV_KERNEL_INITIALIZER,
-        data_format=data_format,
-        name="top_conv",
-    )(x)
-    x = _batch_norm(data_format, "top_bn")(x)
-    x = layers.Activation(ACTIVATION, name="top_activation")(x)
-    outputs = _common.classification_head(
-        x,
-        include_top,
-        pooling,
-        classes,
-        classifier_activation,
-        data_format,
-        dropout_rate=dropout_rate,
-    )
-    model = keras.Model(inputs, outputs, name=name)
-
-    # === Weights ===
-    rebuild = functools.partial(
-        BAEfficientNet,
+    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
+    _validation.check_positive_int(default_size, "default_size")
+    dropout_rate = _validation.check_unit_interval(dropout_rate, "dropout_rate", closed_low=True)
+    backbone = BAEfficientNetBackbone(
         width_coefficient,
         depth_coefficient,
-        default_size,
-        dropout_rate=dropout_rate,
         drop_connect_rate=drop_connect_rate,
         depth_divisor=depth_divisor,
-        blocks_args=stages,
+        blocks_args=blocks_args,
         attention=attention,
         reduction=reduction,
+        image_shape=input_shape,
+        input_tensor=input_tensor,
         data_format=data_format,
+        name=f"{name}_backbone",
     )
-    return _common.load_weights(model, weights, rebuild)
+    return classifier.build_classifier(
+        backbone,
+        include_top=include_top,
+        weights=path,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
+        name=name,
+    )
 
 
 # === Named variants ===
 
-_VARIANT_DOC = """Instantiates BA-EfficientNet-B{index} (`attention="bav1"` by default).
+VARIANT_DOCSTRING = """Instantiates BA-EfficientNet-B{index} (`attention="bav1"` by default).
 
     EfficientNet-B{index} (width {width}, depth {depth}, designed for
     {size}x{size} images, dropout {dropout}) with Bridge Attention in every
@@ -468,57 +490,92 @@ _VARIANT_DOC = """Instantiates BA-EfficientNet-B{index} (`attention="bav1"` by d
     """
 
 
-def _make_variant(index):
+def _efficientnet_variant(index, *args):
     width, depth, size, dropout = EFFICIENTNET_CONFIGS[index]
+    return BAEfficientNet(width, depth, size, dropout, 0.2, 8, None, *args)
 
-    def builder(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        attention="bav1",
-        reduction=6,
-        data_format=None,
-        name=f"ba_efficientnet_b{index}",
-    ):
-        return BAEfficientNet(
-            width,
-            depth,
-            size,
-            dropout_rate=dropout,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            attention=attention,
-            reduction=reduction,
-            data_format=data_format,
-            name=name,
-        )
 
-    builder.__name__ = builder.__qualname__ = f"BAEfficientNetB{index}"
-    builder.__doc__ = _VARIANT_DOC.format(
-        index=index,
-        width=width,
-        depth=depth,
-        size=size,
-        dropout=dropout,
-        skip="  # doctest: +SKIP" if index else "",  # B1-B7: slow to initialise
+def BAEfficientNetB0(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b0"):  # fmt: skip
+    return _efficientnet_variant(0, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB1(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b1"):  # fmt: skip
+    return _efficientnet_variant(1, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB2(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b2"):  # fmt: skip
+    return _efficientnet_variant(2, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB3(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b3"):  # fmt: skip
+    return _efficientnet_variant(3, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB4(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b4"):  # fmt: skip
+    return _efficientnet_variant(4, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB5(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b5"):  # fmt: skip
+    return _efficientnet_variant(5, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB6(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b6"):  # fmt: skip
+    return _efficientnet_variant(6, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+def BAEfficientNetB7(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     attention="bav1", reduction=6, data_format=None,
+                     name="ba_efficientnet_b7"):  # fmt: skip
+    return _efficientnet_variant(7, include_top, weights, input_tensor, input_shape, pooling,
+                                 classes, classifier_activation, attention, reduction,
+                                 data_format, name)  # fmt: skip
+
+
+for _index, _function in enumerate((BAEfficientNetB0, BAEfficientNetB1, BAEfficientNetB2,
+                                    BAEfficientNetB3, BAEfficientNetB4, BAEfficientNetB5,
+                                    BAEfficientNetB6, BAEfficientNetB7)):  # fmt: skip
+    _width, _depth, _size, _dropout = EFFICIENTNET_CONFIGS[_index]
+    _function.__doc__ = VARIANT_DOCSTRING.format(
+        index=_index,
+        width=_width,
+        depth=_depth,
+        size=_size,
+        dropout=_dropout,
+        skip="  # doctest: +SKIP" if _index else "",  # B1-B7: slow to initialise
     )
-    return builder
-
-
-BAEfficientNetB0 = _make_variant(0)
-BAEfficientNetB1 = _make_variant(1)
-BAEfficientNetB2 = _make_variant(2)
-BAEfficientNetB3 = _make_variant(3)
-BAEfficientNetB4 = _make_variant(4)
-BAEfficientNetB5 = _make_variant(5)
-BAEfficientNetB6 = _make_variant(6)
-BAEfficientNetB7 = _make_variant(7)

@@ -1,7 +1,7 @@
 """BA-MobileNetV3: MobileNetV3-Small and -Large with Bridge Attention.
 
-Data flow: image -> stem conv -> inverted residual blocks -> `conv_1` ->
-head. The trunk is MobileNetV3 as `keras.applications` builds it (alpha,
+Data flow: image -> stem conv -> inverted residual blocks -> `conv_1` (the
+backbone, `BAMobileNetV3Backbone`) -> head (`conv_2`, `predictions`). The trunk is MobileNetV3 as `keras.applications` builds it (alpha,
 hard-swish, `minimalistic=False`, BatchNorm epsilon 1e-3 and momentum 0.999,
 TensorFlow-style `"same"` padding, the same layer names), without the
 `Rescaling` layer: the model takes `preprocess_input` output (an alias of
@@ -33,15 +33,20 @@ import functools
 import keras
 from keras import layers
 
-from keras_ba.applications import _common
-from keras_ba.applications.resnet import preprocess_input
-from keras_ba.layers import _utils
-from keras_ba.layers.factory import apply_attention
+from keras_ba import _validation
+from keras_ba.applications import blocks, classifier
+from keras_ba.applications.backbone import Backbone, image_input
+from keras_ba.applications.blocks import make_divisible
+from keras_ba.applications.preprocessing import preprocess_input
+from keras_ba.layers.registry import apply_attention, resolve_attention
+from keras_ba.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
     "BAMobileNetV3",
+    "BAMobileNetV3Backbone",
     "BAMobileNetV3Large",
     "BAMobileNetV3Small",
+    "make_divisible",
     "preprocess_input",
 ]
 
@@ -51,6 +56,19 @@ BN_MOMENTUM = 0.999
 SE_RATIO = 0.25
 ACTIVATIONS = ("relu", "hard_swish")
 GATE = "hard_sigmoid"
+# Layer names (keras.applications'), `{}` = block or conv name.
+CONV_NAMES = {"conv": "{}", "bn": "{}_bn", "act": "{}_activation"}
+BLOCK_NAMES = {
+    "expand": {"conv": "{}_expand", "bn": "{}_expand_bn", "act": "{}_expand_activation"},
+    "depthwise": {
+        "conv": "{}_depthwise",
+        "bn": "{}_depthwise_bn",
+        "act": "{}_depthwise_activation",
+    },
+    "project": {"conv": "{}_project", "bn": "{}_project_bn"},
+    "drop": "{}_drop",
+    "add": "{}_add",
+}
 
 # (expansion, filters, kernel_size, stride, squeeze-excite, activation);
 # filters before `alpha` scaling, as in keras.applications.
@@ -87,116 +105,41 @@ LARGE_STACK = (
 LAST_POINT_CHANNELS = {"small": 1024, "large": 1280}
 
 
-def make_divisible(value, divisor=8, min_value=None):
-    """Rounds a channel count to a multiple of `divisor` (MobileNet rule).
-
-    Example:
-    >>> make_divisible(72 / 16 * 16), make_divisible(96 * 0.25)
-    (72, 24)
-    """
-    min_value = divisor if min_value is None else min_value
-    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new_value < 0.9 * value:  # never round down by more than 10%
-        new_value += divisor
-    return new_value
+# === Attention in a block ===
 
 
-# === Blocks ===
-
-
-def _batch_norm(data_format, name):
-    return layers.BatchNormalization(
-        axis=_utils.channel_axis(data_format),
-        epsilon=BN_EPSILON,
-        momentum=BN_MOMENTUM,
-        name=name,
-    )
-
-
-def _se_kwargs(channels):
-    return dict(
+def squeeze_excite(features, name, channels, data_format, dtype):
+    """`keras.applications`' MobileNetV3 SE: biases, ReLU, hard-sigmoid gate."""
+    return SqueezeExcite(
         squeeze_channels=make_divisible(channels * SE_RATIO),
         use_bias=True,
         hidden_activation="relu",
         gate_activation=GATE,
+        data_format=data_format,
+        dtype=dtype,
+        name=name,
+    )(features)
+
+
+def first_block_attention(features, name, channels, data_format, dtype):
+    """The authors keep SE in a block without expansion conv (one feature)."""
+    return squeeze_excite(features, f"{name}_se", channels, data_format, dtype)
+
+
+def _block_attend(attention, channels, reduction, data_format, dtype):
+    """`attend(features, name=...)` of one block (see `apply_attention`)."""
+    layout = dict(channels=channels, data_format=data_format, dtype=dtype)
+    return functools.partial(
+        apply_attention,
+        attention=attention,
+        overrides={"se": functools.partial(squeeze_excite, **layout)},
+        fallback=functools.partial(first_block_attention, **layout),
+        reduction=reduction,
+        hidden_activation="relu",
+        gate_activation=GATE,
+        data_format=data_format,
+        dtype=dtype,
     )
-
-
-def inverted_res_block(
-    x,
-    expansion,
-    filters,
-    kernel_size,
-    stride,
-    use_se,
-    activation,
-    attention,
-    reduction,
-    data_format,
-    name,
-):
-    """expand 1x1 (unless expansion is 1) -> depthwise -> attention -> project.
-
-    See the module docstring for where each attention kind sits.
-    """
-    shortcut = x
-    in_channels = x.shape[_utils.channel_axis(data_format)]
-    channels = make_divisible(in_channels * expansion)
-    features = []
-    if expansion != 1:
-        x = layers.Conv2D(
-            channels,
-            1,
-            padding="same",
-            use_bias=False,
-            data_format=data_format,
-            name=f"{name}_expand",
-        )(x)
-        x = _batch_norm(data_format, f"{name}_expand_bn")(x)
-        x = layers.Activation(activation, name=f"{name}_expand_activation")(x)
-        features.append(x)
-    x = layers.DepthwiseConv2D(
-        kernel_size,
-        strides=stride,
-        padding="same",
-        use_bias=False,
-        data_format=data_format,
-        name=f"{name}_depthwise",
-    )(x)
-    x = _batch_norm(data_format, f"{name}_depthwise_bn")(x)
-    features.append(x)
-
-    attend = functools.partial(apply_attention, name=name, data_format=data_format)
-    if not use_se or attention is None:
-        x = layers.Activation(activation, name=f"{name}_depthwise_activation")(x)
-    elif attention == "se":  # keras.applications: activation, then SE
-        x = layers.Activation(activation, name=f"{name}_depthwise_activation")(x)
-        x = attend([x], "se", **_se_kwargs(channels))
-    else:  # the authors' BA block: attention on the BN output, then activation
-        if len(features) > 1:
-            x = attend(
-                features,
-                attention,
-                reduction=reduction,
-                hidden_activation="relu",
-                gate_activation=GATE,
-            )
-        else:
-            x = attend(features, "se", **_se_kwargs(channels))
-        x = layers.Activation(activation, name=f"{name}_depthwise_activation")(x)
-
-    x = layers.Conv2D(
-        filters,
-        1,
-        padding="same",
-        use_bias=False,
-        data_format=data_format,
-        name=f"{name}_project",
-    )(x)
-    x = _batch_norm(data_format, f"{name}_project_bn")(x)
-    if stride == 1 and in_channels == filters:
-        x = layers.Add(name=f"{name}_add")([shortcut, x])
-    return x
 
 
 # === Argument checks ===
@@ -204,7 +147,7 @@ def inverted_res_block(
 
 def _check_stack(stack):
     if isinstance(stack, str):
-        _common.check_choice(stack, "stack", ("small", "large"))
+        _validation.check_choice(stack, "stack", ("small", "large"))
         return list(SMALL_STACK if stack == "small" else LARGE_STACK)
     expected = (
         "`'small'`, `'large'` or a non-empty list of (expansion, filters, "
@@ -236,7 +179,141 @@ def _check_stack(stack):
     return [tuple(spec) for spec in stack]
 
 
-# === Builder ===
+# === Backbone ===
+
+
+@keras.saving.register_keras_serializable(package="keras_ba")
+class BAMobileNetV3Backbone(Backbone):
+    """MobileNetV3 trunk (stem, inverted residual blocks, `conv_1`) with attention.
+
+    See the module docstring for where each attention kind sits.
+    `pyramid_outputs` holds the last block output at each total stride,
+    `"P1"` ... `"P5"`; `conv_1` is the backbone's output.
+
+    Args:
+        stack: `"small"`, `"large"`, or a list of per-block tuples
+            `(expansion, filters, kernel_size, stride, squeeze_excite,
+            activation)` (see `SMALL_STACK`), `activation` being `"relu"` or
+            `"hard_swish"`. Blocks with `squeeze_excite=True` get the
+            attention.
+        alpha: width multiplier of the blocks (`keras.applications`' alpha).
+        attention: a name from `keras_ba.layers.attention_names()`
+            (`"se"` is the standard MobileNetV3 SE), a `keras.layers.Layer`
+            subclass, a callable `(features, name, **kwargs) -> tensor`, or
+            None.
+        reduction: attention reduction ratio (6 in the authors' code).
+        image_shape: `(H, W, 3)` (channels_last) or `(3, H, W)` with sides
+            of at least 32; default `(None, None, 3)`.
+        input_tensor: optional Keras tensor to build on (not part of the
+            config).
+        data_format: `"channels_last"` or `"channels_first"`; None reads
+            `keras.config.image_data_format()`.
+        dtype: dtype policy of every layer (None: the global policy).
+        **kwargs: `name`, `trainable`.
+
+    Reference:
+        Howard et al., "Searching for MobileNetV3", ICCV 2019; Zhao et al.,
+        "BA-Net: Bridge Attention for Deep Convolutional Neural Networks",
+        ECCV 2022.
+
+    Example:
+    >>> stack = [(1, 16, 3, 2, True, "relu"), (4, 24, 3, 2, True, "hard_swish")]
+    >>> backbone = BAMobileNetV3Backbone(stack, image_shape=(32, 32, 3))
+    >>> {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()}
+    {'P1': (None, 16, 16, 16), 'P2': (None, 8, 8, 16), 'P3': (None, 4, 4, 24)}
+    """
+
+    def __init__(
+        self,
+        stack,
+        alpha=1.0,
+        attention="bav1",
+        reduction=6,
+        image_shape=None,
+        input_tensor=None,
+        data_format=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Arguments ===
+        specs = _check_stack(stack)
+        _validation.check_positive_number(alpha, "alpha")
+        resolve_attention(attention)
+        _validation.check_positive_int(reduction, "reduction")
+        data_format = _validation.standardize_data_format(data_format)
+
+        # === Functional Model ===
+        images, inputs, image_shape = image_input(
+            input_tensor, image_shape, data_format, MIN_SIZE, "mobilenet_v3"
+        )
+        conv_bn = functools.partial(
+            blocks.conv_bn_act,
+            epsilon=BN_EPSILON,
+            momentum=BN_MOMENTUM,
+            data_format=data_format,
+            dtype=dtype,
+            names=CONV_NAMES,
+        )
+        x = conv_bn(images, 16, 3, strides=2, activation="hard_swish", name="conv")
+        pyramid_outputs = {"P1": x}
+        total_stride = 2
+        axis = _validation.channel_axis(data_format)
+        for block_id, (expansion, filters, kernel_size, stride, use_se, act) in enumerate(specs):
+            in_channels = x.shape[axis]
+            channels = make_divisible(in_channels * expansion)
+            filters = make_divisible(filters * alpha)
+            x = blocks.inverted_residual(
+                x,
+                filters,
+                kernel_size,
+                stride,
+                expanded_channels=channels if expansion != 1 else None,
+                activation=act,
+                attend=_block_attend(
+                    attention if use_se else None, channels, reduction, data_format, dtype
+                ),
+                # keras.applications' block: activation, then SE; the
+                # authors' BA block (any other attention): attention on
+                # the depthwise BatchNorm output, then the activation.
+                attention_after_activation=attention == "se",
+                residual=stride == 1 and in_channels == filters,
+                conv_bn=conv_bn,
+                names=BLOCK_NAMES,
+                dtype=dtype,
+                name=f"expanded_conv_{block_id}" if block_id else "expanded_conv",
+            )
+            total_stride *= stride
+            pyramid_outputs[blocks.pyramid_level(total_stride)] = x
+        x = conv_bn(x, make_divisible(x.shape[axis] * 6), 1, activation="hard_swish",
+                    name="conv_1")  # fmt: skip
+        super().__init__(
+            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
+        )
+
+        # === Config ===
+        self.stack = stack if isinstance(stack, str) else [list(spec) for spec in specs]
+        self.alpha = alpha
+        self.attention = attention
+        self.reduction = reduction
+        self.image_shape = image_shape
+        self.data_format = data_format
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "stack": self.stack,
+                "alpha": self.alpha,
+                "attention": self._attention_config(self.attention),
+                "reduction": self.reduction,
+                "image_shape": self.image_shape,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+
+# === Classifier ===
 
 
 def BAMobileNetV3(
@@ -256,20 +333,18 @@ def BAMobileNetV3(
     data_format=None,
     name="ba_mobilenet_v3",
 ):
-    """Builds a MobileNetV3 with Bridge Attention (or SE, or none).
+    """Builds a MobileNetV3 classifier with Bridge Attention (or SE, or none).
+
+    `BAMobileNetV3Backbone` plus the `keras.applications` head (`head_pool`,
+    `conv_2`, `avg_pool`, `top_dropout`, `predictions`), in one flat model.
 
     Args:
-        stack: `"small"`, `"large"`, or a list of per-block tuples
-            `(expansion, filters, kernel_size, stride, squeeze_excite,
-            activation)` (see `SMALL_STACK`), `activation` being `"relu"` or
-            `"hard_swish"`. Blocks with `squeeze_excite=True` get the
-            attention.
+        stack, alpha, attention, reduction, data_format: as in
+            `BAMobileNetV3Backbone`.
         last_point_channels: width of the hidden layer of the classifier head
             (`conv_2`): 1024 for Small, 1280 for Large.
-        alpha: width multiplier of the blocks (`keras.applications`' alpha).
         dropout_rate: dropout before the classifier (`top_dropout`).
-        include_top: whether to end with the classifier head (`head_pool`,
-            `conv_2`, `top_dropout`, `predictions`).
+        include_top: whether to end with the classifier head.
         weights: None (random) or the path to a `.keras` / `.weights.h5`
             file saved from a model of the same architecture.
         input_tensor: optional Keras tensor to use as the image input.
@@ -279,20 +354,11 @@ def BAMobileNetV3(
         classes: number of classes of the classifier.
         classifier_activation: activation of `predictions` (`"softmax"`, or
             None for logits).
-        attention: `"bav1"`, `"bav2"`, `"se"` (standard MobileNetV3) or None.
-        reduction: Bridge Attention reduction ratio (6 in the authors' code).
-        data_format: `"channels_last"` or `"channels_first"`; None reads
-            `keras.config.image_data_format()`.
         name: model name.
 
     Returns:
         A functional `keras.Model` whose input layer is named `"images"`; it
         takes `preprocess_input` output (ImageNet mean/std), not raw pixels.
-
-    Reference:
-        Howard et al., "Searching for MobileNetV3", ICCV 2019; Zhao et al.,
-        "BA-Net: Bridge Attention for Deep Convolutional Neural Networks",
-        ECCV 2022.
 
     Example:
     >>> stack = [(1, 16, 3, 2, True, "relu"), (4, 24, 3, 2, True, "hard_swish")]
@@ -300,104 +366,48 @@ def BAMobileNetV3(
     >>> model.output_shape
     (None, 10)
     """
-    _common.check_application_args(include_top, weights, pooling, classes, attention)
-    blocks = _check_stack(stack)
-    _utils.check_positive_int(last_point_channels, "last_point_channels")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-        raise ValueError(
-            "Received an invalid value for `alpha`, expected a positive "
-            f"number. Received: alpha={alpha!r}"
-        )
-    if (
-        isinstance(dropout_rate, bool)
-        or not isinstance(dropout_rate, (int, float))
-        or not (0 <= dropout_rate < 1)
-    ):
-        raise ValueError(
-            "Received an invalid value for `dropout_rate`, expected a number "
-            f"in [0, 1). Received: dropout_rate={dropout_rate!r}"
-        )
-    _utils.check_positive_int(reduction, "reduction")
-    data_format = _utils.standardize_data_format(data_format)
-    axis = _utils.channel_axis(data_format)
-
-    # === Functional Model ===
-    images, inputs = _common.image_input(
-        input_tensor, input_shape, data_format, MIN_SIZE, "mobilenet_v3"
-    )
-    x = layers.Conv2D(
-        16,
-        3,
-        strides=2,
-        padding="same",
-        use_bias=False,
-        data_format=data_format,
-        name="conv",
-    )(images)
-    x = _batch_norm(data_format, "conv_bn")(x)
-    x = layers.Activation("hard_swish", name="conv_activation")(x)
-    for block_id, (expansion, filters, kernel_size, stride, use_se, act) in enumerate(blocks):
-        x = inverted_res_block(
-            x,
-            expansion,
-            make_divisible(filters * alpha),
-            kernel_size,
-            stride,
-            use_se,
-            act,
-            attention,
-            reduction,
-            data_format,
-            name=f"expanded_conv_{block_id}" if block_id else "expanded_conv",
-        )
-
-    x = layers.Conv2D(
-        make_divisible(x.shape[axis] * 6),
-        1,
-        padding="same",
-        use_bias=False,
-        data_format=data_format,
-        name="conv_1",
-    )(x)
-    x = _batch_norm(data_format, "conv_1_bn")(x)
-    x = layers.Activation("hard_swish", name="conv_1_activation")(x)
-    if include_top:
-        head_channels = last_point_channels
-        if alpha > 1.0:
-            head_channels = make_divisible(last_point_channels * alpha)
-        x = layers.GlobalAveragePooling2D(keepdims=True, data_format=data_format, name="head_pool")(
-            x
-        )
-        x = layers.Conv2D(head_channels, 1, data_format=data_format, name="conv_2")(x)
-        x = layers.Activation("hard_swish", name="conv_2_activation")(x)
-    outputs = _common.classification_head(
-        x,
-        include_top,
-        pooling,
-        classes,
-        classifier_activation,
-        data_format,
-        dropout_rate=dropout_rate,
-    )
-    model = keras.Model(inputs, outputs, name=name)
-
-    # === Weights ===
-    rebuild = functools.partial(
-        BAMobileNetV3,
-        blocks,
-        last_point_channels,
+    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
+    _validation.check_positive_int(last_point_channels, "last_point_channels")
+    dropout_rate = _validation.check_unit_interval(dropout_rate, "dropout_rate", closed_low=True)
+    backbone = BAMobileNetV3Backbone(
+        stack,
         alpha=alpha,
-        dropout_rate=dropout_rate,
         attention=attention,
         reduction=reduction,
+        image_shape=input_shape,
+        input_tensor=input_tensor,
         data_format=data_format,
+        name=f"{name}_backbone",
     )
-    return _common.load_weights(model, weights, rebuild)
+    head_channels = last_point_channels
+    if alpha > 1.0:
+        head_channels = make_divisible(last_point_channels * alpha)
+
+    def top(x, dtype):
+        x = layers.GlobalAveragePooling2D(
+            keepdims=True, data_format=backbone.data_format, dtype=dtype, name="head_pool"
+        )(x)
+        x = layers.Conv2D(
+            head_channels, 1, data_format=backbone.data_format, dtype=dtype, name="conv_2"
+        )(x)
+        return layers.Activation("hard_swish", dtype=dtype, name="conv_2_activation")(x)
+
+    return classifier.build_classifier(
+        backbone,
+        include_top=include_top,
+        weights=path,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
+        top=top,
+        name=name,
+    )
 
 
 # === Named variants ===
 
-_VARIANT_DOC = """Instantiates BA-MobileNetV3-{kind} (`attention="bav1"` by default).
+VARIANT_DOCSTRING = """Instantiates BA-MobileNetV3-{kind} (`attention="bav1"` by default).
 
     MobileNetV3-{kind} as in `keras.applications` (`minimalistic=False`)
     with Bridge Attention in the blocks that have squeeze-and-excitation;
@@ -416,52 +426,35 @@ _VARIANT_DOC = """Instantiates BA-MobileNetV3-{kind} (`attention="bav1"` by defa
         A functional `keras.Model`.
 
     Example:
-    >>> model = BAMobileNetV3{kind}(classes=10, input_shape=(64, 64, 3))
-    >>> model.output_shape
+    >>> model = BAMobileNetV3{kind}(classes=10, input_shape=(64, 64, 3)){skip}
+    >>> model.output_shape{skip}
     (None, 10)
     """
 
 
-def _make_variant(kind):
-    key = kind.lower()
-
-    def builder(
-        alpha=1.0,
-        dropout_rate=0.2,
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        attention="bav1",
-        reduction=6,
-        data_format=None,
-        name=f"ba_mobilenet_v3_{key}",
-    ):
-        return BAMobileNetV3(
-            key,
-            LAST_POINT_CHANNELS[key],
-            alpha=alpha,
-            dropout_rate=dropout_rate,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            attention=attention,
-            reduction=reduction,
-            data_format=data_format,
-            name=name,
-        )
-
-    builder.__name__ = builder.__qualname__ = f"BAMobileNetV3{kind}"
-    builder.__doc__ = _VARIANT_DOC.format(kind=kind)
-    return builder
+def _mobilenet_variant(kind, *args):
+    return BAMobileNetV3(kind, LAST_POINT_CHANNELS[kind], *args)
 
 
-BAMobileNetV3Small = _make_variant("Small")
-BAMobileNetV3Large = _make_variant("Large")
+def BAMobileNetV3Small(alpha=1.0, dropout_rate=0.2, include_top=True, weights=None,
+                       input_tensor=None, input_shape=None, pooling=None, classes=1000,
+                       classifier_activation="softmax", attention="bav1", reduction=6,
+                       data_format=None, name="ba_mobilenet_v3_small"):  # fmt: skip
+    return _mobilenet_variant("small", alpha, dropout_rate, include_top, weights, input_tensor,
+                              input_shape, pooling, classes, classifier_activation, attention,
+                              reduction, data_format, name)  # fmt: skip
+
+
+def BAMobileNetV3Large(alpha=1.0, dropout_rate=0.2, include_top=True, weights=None,
+                       input_tensor=None, input_shape=None, pooling=None, classes=1000,
+                       classifier_activation="softmax", attention="bav1", reduction=6,
+                       data_format=None, name="ba_mobilenet_v3_large"):  # fmt: skip
+    return _mobilenet_variant("large", alpha, dropout_rate, include_top, weights, input_tensor,
+                              input_shape, pooling, classes, classifier_activation, attention,
+                              reduction, data_format, name)  # fmt: skip
+
+
+for _kind, _function in (("Small", BAMobileNetV3Small), ("Large", BAMobileNetV3Large)):
+    _function.__doc__ = VARIANT_DOCSTRING.format(
+        kind=_kind, skip="  # doctest: +SKIP" if _kind == "Large" else ""
+    )

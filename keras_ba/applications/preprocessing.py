@@ -11,7 +11,7 @@ Example:
 
 import keras
 
-from keras_ba.layers import _utils
+from keras_ba import _validation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +38,7 @@ def preprocess_input(x, data_format=None):
     """
     import numpy as np
 
-    data_format = _utils.standardize_data_format(data_format)
+    data_format = _validation.standardize_data_format(data_format)
     shape = (3,) + (1, 1) if data_format == "channels_first" else (3,)
     mean = np.reshape(np.array(IMAGENET_MEAN, "float32") * 255.0, shape)
     std = np.reshape(np.array(IMAGENET_STD, "float32") * 255.0, shape)

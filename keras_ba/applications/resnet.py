@@ -1,8 +1,9 @@
 """BA-ResNet: ResNet (v1.5, the authors' PyTorch layout) with Bridge Attention.
 
-Data flow: image -> stem -> four stages of blocks -> head. Every block hands
-its intra-block features to the attention layer (`conv{s}_block{i}_ba`),
-which recalibrates the last one before the shortcut is added.
+Data flow: image -> stem -> stages of blocks (the backbone,
+`BAResNetBackbone`) -> head. Every block hands its intra-block features to
+the attention layer (`conv{s}_block{i}_ba`), which recalibrates the last
+one before the shortcut is added.
 
 Architecture details follow the authors' code so that their checkpoints load
 (`keras_ba.convert`): convs without bias, BatchNorm epsilon 1e-5 and
@@ -17,118 +18,249 @@ import functools
 import keras
 from keras import layers
 
-from keras_ba.applications import _common
+from keras_ba import _validation
+from keras_ba.applications import blocks, classifier
+from keras_ba.applications.backbone import Backbone, image_input
 from keras_ba.applications.preprocessing import (  # noqa: F401 (re-exported)
     IMAGENET_MEAN,
     IMAGENET_STD,
     preprocess_input,
 )
-from keras_ba.layers import _utils
-from keras_ba.layers.factory import apply_attention
+from keras_ba.layers.registry import apply_attention, resolve_attention
 
 BLOCK_TYPES = ("basic", "bottleneck")
 STEMS = {"imagenet": 32, "cifar": 8}  # stem name -> smallest input side
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
-
-def _batch_norm(data_format, name):
-    return layers.BatchNormalization(
-        axis=_utils.channel_axis(data_format),
-        epsilon=BN_EPSILON,
-        momentum=BN_MOMENTUM,
-        name=name,
-    )
-
-
-def _conv_bn(x, filters, kernel_size, strides, data_format, name, groups=1, relu=True):
-    """[pad] -> conv (no bias) -> BN [-> ReLU], with symmetric padding."""
-    padding = (kernel_size - 1) // 2
-    if padding:
-        x = layers.ZeroPadding2D(padding, data_format=data_format, name=f"{name}_pad")(x)
-    x = layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="valid",
-        groups=groups,
-        use_bias=False,
-        data_format=data_format,
-        name=f"{name}_conv",
-    )(x)
-    x = _batch_norm(data_format, f"{name}_bn")(x)
-    if relu:
-        x = layers.ReLU(name=f"{name}_relu")(x)
-    return x
-
-
-# === Stem ===
-
-
-def resnet_stem(x, stem, filters, data_format):
-    """`"imagenet"`: 7x7/2 conv + 3x3/2 max-pool; `"cifar"`: 3x3/1 conv."""
-    if stem == "cifar":
-        return _conv_bn(x, filters, 3, 1, data_format, name="conv1")
-    x = _conv_bn(x, filters, 7, 2, data_format, name="conv1")
-    x = layers.ZeroPadding2D(1, data_format=data_format, name="pool1_pad")(x)
-    return layers.MaxPooling2D(3, strides=2, data_format=data_format, name="pool1_pool")(x)
+RESNET_DEPTHS = {
+    18: ("basic", [2, 2, 2, 2]),
+    34: ("basic", [3, 4, 6, 3]),
+    50: ("bottleneck", [3, 4, 6, 3]),
+    101: ("bottleneck", [3, 4, 23, 3]),
+    152: ("bottleneck", [3, 8, 36, 3]),
+}
 
 
 # === Blocks ===
 
 
-def _shortcut(x, filters, strides, data_format, name):
-    in_channels = x.shape[_utils.channel_axis(data_format)]
-    if strides == 1 and in_channels == filters:
-        return x
-    return _conv_bn(x, filters, 1, strides, data_format, name=f"{name}_0", relu=False)
-
-
-def _finish_block(x, features, attention, attention_kwargs, filters, strides, data_format, name):
-    """Attention on the block's features, shortcut add, ReLU."""
-    shortcut = _shortcut(x, filters, strides, data_format, name)
-    y = apply_attention(features, attention, name, data_format=data_format, **attention_kwargs)
-    y = layers.Add(name=f"{name}_add")([shortcut, y])
-    return layers.ReLU(name=f"{name}_out")(y)
-
-
-def basic_block(x, filters, strides, data_format, name, attention, attention_kwargs, **_):
-    """Two 3x3 convs; bridges [relu(bn1(conv1)), bn2(conv2)]."""
-    f1 = _conv_bn(x, filters, 3, strides, data_format, name=f"{name}_1")
-    f2 = _conv_bn(f1, filters, 3, 1, data_format, name=f"{name}_2", relu=False)
-    return _finish_block(x, [f1, f2], attention, attention_kwargs, filters, strides, data_format, name)
-
-
-def bottleneck_block(
-    x, filters, strides, data_format, name, attention, attention_kwargs, groups=1, width_per_group=64
-):
-    """1x1 -> 3x3 (stride, groups) -> 1x1 (4x); bridges all three outputs."""
+def _block_convs(block_type, filters, strides, groups, width_per_group):
+    """(filters, kernel, strides, groups, activation) of a block's convs."""
+    if block_type == "basic":
+        return [(filters, 3, strides, 1, "relu"), (filters, 3, 1, 1, None)]
     width = int(filters * width_per_group / 64) * groups
-    f1 = _conv_bn(x, width, 1, 1, data_format, name=f"{name}_1")
-    f2 = _conv_bn(f1, width, 3, strides, data_format, name=f"{name}_2", groups=groups)
-    f3 = _conv_bn(f2, 4 * filters, 1, 1, data_format, name=f"{name}_3", relu=False)
-    return _finish_block(
-        x, [f1, f2, f3], attention, attention_kwargs, 4 * filters, strides, data_format, name
-    )
+    return [
+        (width, 1, 1, 1, "relu"),
+        (width, 3, strides, groups, "relu"),
+        (4 * filters, 1, 1, 1, None),
+    ]
 
 
-BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+def residual_block(x, convs, conv_bn, attend, data_format, dtype, name):
+    """Convs `{name}_1..n`; attention over all their outputs; shortcut add.
+
+    Bridges `[relu(bn1(conv1 x)), ..., bn_n(conv_n .)]` (the authors'
+    basic block and bottleneck), recalibrates the last, adds the shortcut
+    (`{name}_0` 1x1 conv + BN when the shape changes) and applies ReLU.
+    """
+    features = []
+    y = x
+    for index, (filters, kernel_size, strides, groups, activation) in enumerate(convs, 1):
+        y = conv_bn(y, filters, kernel_size, strides=strides, groups=groups,
+                    activation=activation, name=f"{name}_{index}")  # fmt: skip
+        features.append(y)
+    out_channels, stride = convs[-1][0], max(c[2] for c in convs)
+    shortcut = x
+    if stride != 1 or x.shape[_validation.channel_axis(data_format)] != out_channels:
+        shortcut = conv_bn(x, out_channels, 1, strides=stride, name=f"{name}_0")
+    y = attend(features, name=name)
+    y = layers.Add(dtype=dtype, name=f"{name}_add")([shortcut, y])
+    return layers.Activation("relu", dtype=dtype, name=f"{name}_out")(y)
 
 
-def resnet_stage(x, block_fn, num_blocks, filters, strides, stage, **block_kwargs):
-    """A stage of `num_blocks` blocks; the first one carries the stride."""
-    for index in range(1, num_blocks + 1):
-        x = block_fn(
-            x,
-            filters,
-            strides if index == 1 else 1,
-            name=f"conv{stage}_block{index}",
-            **block_kwargs,
+# === Backbone ===
+
+
+@keras.saving.register_keras_serializable(package="keras_ba")
+class BAResNetBackbone(Backbone):
+    """ResNet trunk with Bridge Attention (or SE, or any attention) in every block.
+
+    A functional model from images to the last stage's output, with
+    `pyramid_outputs`: `"P{k}"` is the output at total stride `2**k`. The
+    ImageNet stem gives `"P1"` (`conv1_relu`) and `"P2"`..`"P5"` (the
+    stage outputs); the CIFAR stem (stride 1) gives `"P0"`..`"P3"`.
+
+    Args:
+        stackwise_num_blocks: blocks per stage, e.g. `[3, 4, 6, 3]`.
+        stackwise_num_filters: base width per stage (a bottleneck outputs 4x).
+        block_type: `"bottleneck"` (ResNet-50 and deeper) or `"basic"`.
+        stem_filters: filters of the stem conv.
+        stem: `"imagenet"` (7x7/2 conv + max-pool, inputs >= 32 px) or
+            `"cifar"` (3x3/1 conv, no pool, inputs >= 8 px).
+        stackwise_strides: stride of each stage's first block; default
+            `[1, 2, 2, ...]`.
+        groups: groups of the 3x3 conv in bottlenecks (ResNeXt).
+        width_per_group: bottleneck width per group (ResNeXt; 64 = ResNet).
+        attention: a name from `keras_ba.layers.attention_names()`
+            (`"bav1"`, `"bav2"`, `"se"`), a `keras.layers.Layer` subclass, a
+            callable `(features, name, **kwargs) -> tensor`, or None.
+        reduction: attention reduction ratio (16 in the papers).
+        image_shape: `(H, W, 3)` (channels_last) or `(3, H, W)`; default
+            `(None, None, 3)`: any size at least the stem's minimum.
+        input_tensor: optional Keras tensor to build on (keras.applications'
+            argument; not part of the config: a backbone rebuilt from its
+            config starts from `keras.Input(image_shape)`).
+        data_format: `"channels_last"` or `"channels_first"`; None reads
+            `keras.config.image_data_format()`.
+        dtype: dtype policy of every layer (None: the global policy).
+        **kwargs: `name`, `trainable`.
+
+    Reference:
+        He et al., "Deep Residual Learning for Image Recognition", CVPR
+        2016; Zhao et al., "BA-Net: Bridge Attention for Deep Convolutional
+        Neural Networks", ECCV 2022.
+
+    Example:
+    >>> backbone = BAResNetBackbone([1, 1, 1, 1], [8, 16, 32, 64],
+    ...                             block_type="basic", stem_filters=8,
+    ...                             reduction=4, image_shape=(64, 64, 3))
+    >>> {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()}
+    {'P1': (None, 32, 32, 8), 'P2': (None, 16, 16, 8), 'P3': (None, 8, 8, 16), 'P4': (None, 4, 4, 32), 'P5': (None, 2, 2, 64)}
+    """
+
+    def __init__(
+        self,
+        stackwise_num_blocks,
+        stackwise_num_filters=(64, 128, 256, 512),
+        block_type="bottleneck",
+        stem_filters=64,
+        stem="imagenet",
+        stackwise_strides=None,
+        groups=1,
+        width_per_group=64,
+        attention="bav1",
+        reduction=16,
+        image_shape=None,
+        input_tensor=None,
+        data_format=None,
+        dtype=None,
+        **kwargs,
+    ):
+        # === Arguments ===
+        depths = _validation.check_int_list(stackwise_num_blocks, "stackwise_num_blocks")
+        widths = _validation.check_int_list(
+            stackwise_num_filters, "stackwise_num_filters", length=len(depths)
         )
-    return x
+        strides = _validation.check_int_list(
+            stackwise_strides or [1] + [2] * (len(depths) - 1),
+            "stackwise_strides",
+            length=len(depths),
+        )
+        _validation.check_choice(block_type, "block_type", BLOCK_TYPES)
+        _validation.check_choice(stem, "stem", STEMS)
+        _validation.check_positive_int(stem_filters, "stem_filters")
+        _validation.check_positive_int(groups, "groups")
+        _validation.check_positive_int(width_per_group, "width_per_group")
+        if block_type == "basic" and (groups, width_per_group) != (1, 64):
+            raise ValueError(
+                "`groups` and `width_per_group` apply to bottleneck blocks only; "
+                f"basic blocks need groups=1, width_per_group=64. Received: "
+                f"groups={groups}, width_per_group={width_per_group}"
+            )
+        _validation.check_positive_int(reduction, "reduction")
+        resolve_attention(attention)
+        data_format = _validation.standardize_data_format(data_format)
+
+        # === Functional Model ===
+        images, inputs, image_shape = image_input(
+            input_tensor, image_shape, data_format, STEMS[stem], stem
+        )
+        conv_bn = functools.partial(
+            blocks.conv_bn_act,
+            padding="symmetric",
+            epsilon=BN_EPSILON,
+            momentum=BN_MOMENTUM,
+            data_format=data_format,
+            dtype=dtype,
+            names=blocks.RESNET_NAMES,
+        )
+        attend = functools.partial(
+            apply_attention,
+            attention=attention,
+            reduction=reduction,
+            hidden_activation="relu",
+            gate_activation="sigmoid",
+            data_format=data_format,
+            dtype=dtype,
+        )
+        pyramid_outputs = {}
+        if stem == "cifar":
+            x = conv_bn(images, stem_filters, 3, activation="relu", name="conv1")
+            total_stride = 1
+        else:
+            x = conv_bn(images, stem_filters, 7, strides=2, activation="relu", name="conv1")
+            pyramid_outputs["P1"] = x
+            x = layers.ZeroPadding2D(1, data_format=data_format, dtype=dtype, name="pool1_pad")(x)
+            x = layers.MaxPooling2D(
+                3, strides=2, data_format=data_format, dtype=dtype, name="pool1_pool"
+            )(x)
+            total_stride = 4
+        pyramid_outputs[blocks.pyramid_level(total_stride)] = x
+        for stage, (num_blocks, filters, stride) in enumerate(
+            zip(depths, widths, strides, strict=True), start=2
+        ):
+            for index in range(1, num_blocks + 1):
+                convs = _block_convs(
+                    block_type, filters, stride if index == 1 else 1, groups, width_per_group
+                )
+                x = residual_block(
+                    x, convs, conv_bn, attend, data_format, dtype, f"conv{stage}_block{index}"
+                )
+            total_stride *= stride
+            level = blocks.pyramid_level(total_stride)
+            if level is not None:
+                pyramid_outputs[level] = x
+        super().__init__(
+            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
+        )
+
+        # === Config ===
+        self.stackwise_num_blocks = depths
+        self.stackwise_num_filters = widths
+        self.block_type = block_type
+        self.stem_filters = stem_filters
+        self.stem = stem
+        self.stackwise_strides = strides
+        self.groups = groups
+        self.width_per_group = width_per_group
+        self.attention = attention
+        self.reduction = reduction
+        self.image_shape = image_shape
+        self.data_format = data_format
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "stackwise_num_blocks": self.stackwise_num_blocks,
+                "stackwise_num_filters": self.stackwise_num_filters,
+                "block_type": self.block_type,
+                "stem_filters": self.stem_filters,
+                "stem": self.stem,
+                "stackwise_strides": self.stackwise_strides,
+                "groups": self.groups,
+                "width_per_group": self.width_per_group,
+                "attention": self._attention_config(self.attention),
+                "reduction": self.reduction,
+                "image_shape": self.image_shape,
+                "data_format": self.data_format,
+            }
+        )
+        return config
 
 
-# === Builder ===
+# === Classifier ===
 
 
 def BAResNet(
@@ -152,19 +284,14 @@ def BAResNet(
     data_format=None,
     name="ba_resnet",
 ):
-    """Builds a ResNet with Bridge Attention (or SE, or none) in every block.
+    """Builds a ResNet classifier with Bridge Attention (or SE, or none) in every block.
+
+    `BAResNetBackbone` plus the `keras.applications` head, in one flat model.
 
     Args:
-        stackwise_num_blocks: blocks per stage, e.g. `[3, 4, 6, 3]`.
-        stackwise_num_filters: base width per stage (a bottleneck outputs 4x).
-        block_type: `"bottleneck"` (ResNet-50 and deeper) or `"basic"`.
-        stem_filters: filters of the stem conv.
-        stem: `"imagenet"` (7x7/2 conv + max-pool, inputs >= 32 px) or
-            `"cifar"` (3x3/1 conv, no pool, inputs >= 8 px).
-        stackwise_strides: stride of each stage's first block; default
-            `[1, 2, 2, ...]`.
-        groups: groups of the 3x3 conv in bottlenecks (ResNeXt).
-        width_per_group: bottleneck width per group (ResNeXt; 64 = ResNet).
+        stackwise_num_blocks, stackwise_num_filters, block_type,
+        stem_filters, stem, stackwise_strides, groups, width_per_group,
+        attention, reduction, data_format: as in `BAResNetBackbone`.
         include_top: whether to end with the `predictions` classifier.
         weights: None (random) or the path to a `.keras` / `.weights.h5`
             file saved from a model of the same architecture. With
@@ -176,10 +303,6 @@ def BAResNet(
         classes: number of classes of the classifier.
         classifier_activation: activation of `predictions` (`"softmax"`, or
             None for logits).
-        attention: `"bav1"`, `"bav2"`, `"se"` or None.
-        reduction: attention reduction ratio (16 in the papers).
-        data_format: `"channels_last"` or `"channels_first"`; None reads
-            `keras.config.image_data_format()`.
         name: model name.
 
     Returns:
@@ -192,147 +315,111 @@ def BAResNet(
     >>> model.output_shape
     (None, 10)
     """
-    _common.check_application_args(include_top, weights, pooling, classes, attention)
-    _common.check_choice(block_type, "block_type", BLOCK_TYPES)
-    _common.check_choice(stem, "stem", STEMS)
-    depths = _common.check_int_list(stackwise_num_blocks, "stackwise_num_blocks")
-    widths = _common.check_int_list(
-        stackwise_num_filters, "stackwise_num_filters", length=len(depths)
-    )
-    strides = _common.check_int_list(
-        stackwise_strides or [1] + [2] * (len(depths) - 1),
-        "stackwise_strides",
-        length=len(depths),
-    )
-    _utils.check_positive_int(stem_filters, "stem_filters")
-    _utils.check_positive_int(groups, "groups")
-    _utils.check_positive_int(width_per_group, "width_per_group")
-    _utils.check_positive_int(reduction, "reduction")
-    data_format = _utils.standardize_data_format(data_format)
-
-    # === Functional Model ===
-    images, inputs = _common.image_input(
-        input_tensor, input_shape, data_format, STEMS[stem], stem
-    )
-    x = resnet_stem(images, stem, stem_filters, data_format)
-    block_kwargs = dict(
-        data_format=data_format,
-        attention=attention,
-        attention_kwargs={"reduction": reduction},
-    )
-    if block_type == "bottleneck":
-        block_kwargs.update(groups=groups, width_per_group=width_per_group)
-    for stage, (num_blocks, filters, stride) in enumerate(zip(depths, widths, strides, strict=True), start=2):
-        x = resnet_stage(x, BLOCKS[block_type], num_blocks, filters, stride, stage, **block_kwargs)
-    outputs = _common.classification_head(
-        x, include_top, pooling, classes, classifier_activation, data_format
-    )
-    model = keras.Model(inputs, outputs, name=name)
-
-    # === Weights ===
-    rebuild = functools.partial(
-        BAResNet,
-        depths,
-        widths,
+    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
+    backbone = BAResNetBackbone(
+        stackwise_num_blocks,
+        stackwise_num_filters,
         block_type=block_type,
         stem_filters=stem_filters,
         stem=stem,
-        stackwise_strides=strides,
+        stackwise_strides=stackwise_strides,
         groups=groups,
         width_per_group=width_per_group,
         attention=attention,
         reduction=reduction,
+        image_shape=input_shape,
+        input_tensor=input_tensor,
         data_format=data_format,
+        name=f"{name}_backbone",
     )
-    return _common.load_weights(model, weights, rebuild)
+    return classifier.build_classifier(
+        backbone,
+        include_top=include_top,
+        weights=path,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
 
 
 # === Named variants ===
 
-RESNET_DEPTHS = {
-    18: ("basic", [2, 2, 2, 2]),
-    34: ("basic", [3, 4, 6, 3]),
-    50: ("bottleneck", [3, 4, 6, 3]),
-    101: ("bottleneck", [3, 4, 23, 3]),
-    152: ("bottleneck", [3, 8, 36, 3]),
-}
+VARIANT_DOCSTRING = """Instantiates BA-ResNet-{depth} (`attention="bav1"` by default).
 
-_VARIANT_DOC = """Instantiates BA-ResNet-{depth} (`attention="bav1"` by default).
-
-    The authors' ResNet-{depth} (v1.5) with Bridge Attention in every block;
-    `attention="bav2"`, `"se"` or None give the other variants with the same
-    trunk. Takes images preprocessed with
-    `keras_ba.applications.resnet.preprocess_input` (RGB in [0, 255] ->
-    ImageNet mean/std, as in the authors' training).
+    The authors' ResNet-{depth} (v1.5, {block_type} blocks {blocks}) with
+    Bridge Attention in every block; `attention="bav2"`, `"se"` or None give
+    the other variants with the same trunk. Takes images preprocessed with
+    `keras_ba.applications.preprocess_input` (RGB in [0, 255] -> ImageNet
+    mean/std, as in the authors' training).
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation, attention, reduction, data_format, name:
             as in `BAResNet`.
 
+    Returns:
+        A functional `keras.Model`.
+
     Example:
-    >>> model = BAResNet{depth}(weights=None, classes=10, input_shape=(64, 64, 3))
-    >>> model.output_shape
+    >>> model = BAResNet{depth}(classes=10, input_shape=(64, 64, 3)){skip}
+    >>> model.output_shape{skip}
     (None, 10)
     """
 
 
-def make_variant(function_name, model_name, blocks, block_type, doc, **architecture):
-    """A named `BAResNet` variant with the keras.applications signature.
-
-    `architecture` holds the fixed trunk arguments beyond depth and block
-    type (e.g. `groups`, `width_per_group` for ResNeXt).
-    """
-
-    def builder(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes=1000,
-        classifier_activation="softmax",
-        attention="bav1",
-        reduction=16,
-        data_format=None,
-        name=model_name,
-    ):
-        return BAResNet(
-            blocks,
-            (64, 128, 256, 512),
-            block_type=block_type,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            attention=attention,
-            reduction=reduction,
-            data_format=data_format,
-            name=name,
-            **architecture,
-        )
-
-    builder.__name__ = builder.__qualname__ = function_name
-    builder.__doc__ = doc
-    return builder
+def _resnet_variant(depth, *args):
+    block_type, blocks_per_stage = RESNET_DEPTHS[depth]
+    return BAResNet(blocks_per_stage, (64, 128, 256, 512), block_type, 64, "imagenet", None,
+                    1, 64, *args)  # fmt: skip
 
 
-def _resnet_variant(depth):
-    block_type, blocks = RESNET_DEPTHS[depth]
-    return make_variant(
-        f"BAResNet{depth}",
-        f"ba_resnet{depth}",
-        blocks,
-        block_type,
-        _VARIANT_DOC.format(depth=depth),
+def BAResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax",
+               attention="bav1", reduction=16, data_format=None, name="ba_resnet18"):  # fmt: skip
+    return _resnet_variant(18, include_top, weights, input_tensor, input_shape, pooling,
+                           classes, classifier_activation, attention, reduction,
+                           data_format, name)  # fmt: skip
+
+
+def BAResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax",
+               attention="bav1", reduction=16, data_format=None, name="ba_resnet34"):  # fmt: skip
+    return _resnet_variant(34, include_top, weights, input_tensor, input_shape, pooling,
+                           classes, classifier_activation, attention, reduction,
+                           data_format, name)  # fmt: skip
+
+
+def BAResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax",
+               attention="bav1", reduction=16, data_format=None, name="ba_resnet50"):  # fmt: skip
+    return _resnet_variant(50, include_top, weights, input_tensor, input_shape, pooling,
+                           classes, classifier_activation, attention, reduction,
+                           data_format, name)  # fmt: skip
+
+
+def BAResNet101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax",
+                attention="bav1", reduction=16, data_format=None, name="ba_resnet101"):  # fmt: skip
+    return _resnet_variant(101, include_top, weights, input_tensor, input_shape, pooling,
+                           classes, classifier_activation, attention, reduction,
+                           data_format, name)  # fmt: skip
+
+
+def BAResNet152(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax",
+                attention="bav1", reduction=16, data_format=None, name="ba_resnet152"):  # fmt: skip
+    return _resnet_variant(152, include_top, weights, input_tensor, input_shape, pooling,
+                           classes, classifier_activation, attention, reduction,
+                           data_format, name)  # fmt: skip
+
+
+for _depth, _function in ((18, BAResNet18), (34, BAResNet34), (50, BAResNet50),
+                          (101, BAResNet101), (152, BAResNet152)):  # fmt: skip
+    _block_type, _blocks = RESNET_DEPTHS[_depth]
+    _function.__doc__ = VARIANT_DOCSTRING.format(
+        depth=_depth,
+        block_type=_block_type,
+        blocks=_blocks,
+        skip="  # doctest: +SKIP" if _depth > 50 else "",  # slow to initialise
     )
-
-
-BAResNet18 = _resnet_variant(18)
-BAResNet34 = _resnet_variant(34)
-BAResNet50 = _resnet_variant(50)
-BAResNet101 = _resnet_variant(101)
-BAResNet152 = _resnet_variant(152)

@@ -3,13 +3,15 @@
 import keras
 from keras import layers, ops
 
+from keras_ba import _validation
 from keras_ba.layers import _utils
+from keras_ba.layers._channel_attention import ChannelAttentionBase
 
 VERSIONS = ("v1", "v2")
 
 
 @keras.saving.register_keras_serializable(package="keras_ba")
-class BridgeAttention(layers.Layer):
+class BridgeAttention(ChannelAttentionBase):
     """Bridge Attention (BA-Net) over the intra-block features of a block.
 
     Squeeze-and-excitation derives channel weights from the block's last
@@ -85,108 +87,65 @@ class BridgeAttention(layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if version not in VERSIONS:
-            raise ValueError(
-                "Received an invalid value for `version`, expected one of "
-                f"{VERSIONS}. Received: version={version!r}"
-            )
-        self.version = version
-        self.reduction = _utils.check_positive_int(reduction, "reduction")
-        if squeeze_channels is not None:
-            _utils.check_positive_int(squeeze_channels, "squeeze_channels")
-        self.squeeze_channels = squeeze_channels
-        self.hidden_activation = _utils.check_activation(
-            hidden_activation, "hidden_activation"
+        super().__init__(
+            reduction=reduction,
+            squeeze_channels=squeeze_channels,
+            hidden_activation=hidden_activation,
+            gate_activation=gate_activation,
+            data_format=data_format,
+            **kwargs,
         )
-        self.gate_activation = _utils.check_activation(
-            gate_activation, "gate_activation"
-        )
-        self.epsilon = _utils.check_unit_interval(epsilon, "epsilon")
-        self.momentum = _utils.check_unit_interval(
-            momentum, "momentum", closed_low=True
-        )
-        self.data_format = _utils.standardize_data_format(data_format)
-        self._hidden = keras.activations.get(hidden_activation)
-        self._gate = keras.activations.get(gate_activation)
+        self.version = _validation.check_choice(version, "version", VERSIONS)
+        self.epsilon = _validation.check_unit_interval(epsilon, "epsilon")
+        self.momentum = _validation.check_unit_interval(momentum, "momentum", closed_low=True)
 
     # === Shapes ===
 
     def _feature_shapes(self, input_shape):
-        """Validates the list of feature shapes and returns it."""
+        """Validates the list of feature shapes; returns them and their channels."""
         if input_shape is None or (
             isinstance(input_shape, (list, tuple)) and len(input_shape) == 0
         ):
             raise ValueError(
-                f"`{self.__class__.__name__}` received an empty list of "
-                "features; it needs at least the tensor to recalibrate."
+                "`BridgeAttention` received an empty list of features; it "
+                "needs at least the tensor to recalibrate."
             )
         is_list = isinstance(input_shape, (list, tuple)) and all(
             isinstance(s, (list, tuple)) for s in input_shape
         )
         if not is_list:
             raise ValueError(
-                f"`{self.__class__.__name__}` expects a list of the block's "
-                "feature tensors (earliest first, the one to recalibrate "
-                f"last). Received a single input of shape {input_shape}. "
-                "Wrap it in a list: `layer([x])`."
+                "`BridgeAttention` expects a list of the block's feature "
+                "tensors (earliest first, the one to recalibrate last). "
+                f"Received a single input of shape {input_shape}. Wrap it in "
+                "a list: `layer([x])`."
             )
         shapes = [tuple(shape) for shape in input_shape]
-        axis = _utils.channel_axis(self.data_format)
-        for position, shape in enumerate(shapes):
-            _utils.check_feature_shape(shape, position, "BridgeAttention")
-            if shape[axis] is None:
-                raise ValueError(
-                    "`BridgeAttention` needs a known channel dimension; input "
-                    f"{position} has shape {shape} with "
-                    f"data_format={self.data_format!r}."
-                )
+        channels = [self._channels(shape, position) for position, shape in enumerate(shapes)]
         _utils.check_batch_sizes(shapes, "BridgeAttention")
-        return shapes
-
-    def _bottleneck_width(self, channels):
-        if self.squeeze_channels is not None:
-            return self.squeeze_channels
-        width = channels // self.reduction
-        if width < 1:
-            raise ValueError(
-                f"Received reduction={self.reduction}, larger than the "
-                f"{channels} channels of the feature to recalibrate: the "
-                "bottleneck would have 0 units. Use a reduction of at most "
-                f"{channels}, or set `squeeze_channels`."
-            )
-        return width
+        return shapes, channels
 
     # === Build ===
 
     def build(self, input_shape):
-        shapes = self._feature_shapes(input_shape)
-        axis = _utils.channel_axis(self.data_format)
-        channels = [shape[axis] for shape in shapes]
+        _, channels = self._feature_shapes(input_shape)
         width = self._bottleneck_width(channels[-1])
-        self.num_features = len(shapes)
+        self.num_features = len(channels)
         self.squeeze_layers = []
         self.squeeze_norms = []
         for index, in_channels in enumerate(channels):
-            dense = layers.Dense(
-                width,
-                use_bias=False,
-                name=f"squeeze_{index}",
-                dtype=self.dtype_policy,
-            )
+            dense = self._dense(width, f"squeeze_{index}")
             dense.build((None, in_channels))
             self.squeeze_layers.append(dense)
             if self.version == "v1":
                 self.squeeze_norms.append(self._batch_norm(f"squeeze_norm_{index}"))
                 self.squeeze_norms[-1].build((None, width))
         if self.version == "v2":
-            self.selection = layers.Dense(1, name="selection", dtype=self.dtype_policy)
+            self.selection = self._dense(1, "selection", use_bias=True)
             self.selection.build((None, width, self.num_features))
             self.norm = self._batch_norm("norm")
             self.norm.build((None, width))
-        self.excitation = layers.Dense(
-            channels[-1], use_bias=False, name="excitation", dtype=self.dtype_policy
-        )
+        self.excitation = self._dense(channels[-1], "excitation")
         self.excitation.build((None, width))
 
     def _batch_norm(self, name):
@@ -217,13 +176,7 @@ class BridgeAttention(layers.Layer):
             stacked = ops.stack(squeezed, axis=-1)
             integrated = ops.squeeze(self.selection(stacked), axis=-1)
             integrated = self.norm(integrated, training=training)
-        weights = self._gate(self.excitation(self._hidden(integrated)))
-        output = features[-1] * _utils.broadcast_channel_weights(
-            weights, features[-1], self.data_format
-        )
-        if return_attention_scores:
-            return output, weights
-        return output
+        return self._excite(integrated, features[-1], return_attention_scores)
 
     def _call_features(self, inputs):
         if not isinstance(inputs, (list, tuple)):
@@ -232,7 +185,7 @@ class BridgeAttention(layers.Layer):
                 f"tensors. Received a single tensor of shape {inputs.shape}. "
                 "Wrap it in a list: `layer([x])`."
             )
-        shapes = self._feature_shapes([tuple(x.shape) for x in inputs])
+        shapes, _ = self._feature_shapes([tuple(x.shape) for x in inputs])
         if len(shapes) != self.num_features:
             raise ValueError(
                 f"`BridgeAttention` was built for {self.num_features} "
@@ -241,37 +194,17 @@ class BridgeAttention(layers.Layer):
         return list(inputs)
 
     def compute_output_shape(self, input_shape):
-        return self._feature_shapes(input_shape)[-1]
+        return self._feature_shapes(input_shape)[0][-1]
 
     def compute_output_spec(self, inputs, training=None, return_attention_scores=False):
         if not isinstance(inputs, (list, tuple)):
             self._feature_shapes(tuple(inputs.shape))
-        last = inputs[-1]
-        output = keras.KerasTensor(
-            self.compute_output_shape([tuple(x.shape) for x in inputs]),
-            dtype=last.dtype,
-        )
-        if not return_attention_scores:
-            return output
-        axis = _utils.channel_axis(self.data_format)
-        scores_shape = (last.shape[0], last.shape[axis])
-        return output, keras.KerasTensor(scores_shape, dtype=self.compute_dtype)
+        output_shape = self.compute_output_shape([tuple(x.shape) for x in inputs])
+        return self._output_spec(inputs[-1], output_shape, return_attention_scores)
 
     # === Config ===
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "version": self.version,
-                "reduction": self.reduction,
-                "squeeze_channels": self.squeeze_channels,
-                "hidden_activation": _utils.serialize_activation(self.hidden_activation),
-                "gate_activation": _utils.serialize_activation(self.gate_activation),
-                "epsilon": self.epsilon,
-                "momentum": self.momentum,
-                "data_format": self.data_format,
-            }
-        )
+        config.update({"version": self.version, "epsilon": self.epsilon, "momentum": self.momentum})
         return config
-
