@@ -28,6 +28,9 @@ steps, so it runs in well under 30 seconds on a CPU with any backend:
 
 1. A 2D residual block (two 3x3 convs) on 16x16 images.
 2. A 1D conv block on sequences (rank-3 features), the same layer unchanged.
+3. The other way round: your own attention module inside keras_ba's blocks,
+   passed as a class (`attention=MaxGate`) or registered under a name with
+   `keras_ba.layers.register_attention`.
 
 It then saves the 1D model as `.keras` and reloads it with `safe_mode=True`
 (no Lambda layers, `BridgeAttention` is a registered serializable class),
@@ -42,7 +45,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from keras_ba.layers import BridgeAttention
+from keras_ba.applications import BAResNet
+from keras_ba.layers import BridgeAttention, register_attention
 
 # === 1. Your own 2D residual block ===
 
@@ -129,6 +133,56 @@ def sequence_data(n=128, steps=64, seed=1):
     return x[..., None].astype("float32"), y
 
 
+# === 3. Your own attention inside keras_ba's blocks ===
+
+
+@keras.saving.register_keras_serializable(package="examples")
+class MaxGate(layers.Layer):
+    """Gates the last feature with weights from the max-pooled features.
+
+    A block calls `MaxGate(name=..., reduction=..., hidden_activation=...,
+    gate_activation=..., data_format=..., dtype=...)` on the list of its
+    conv outputs and uses the result in place of the last one.
+    """
+
+    def __init__(self, reduction=16, hidden_activation="relu", gate_activation="sigmoid",
+                 data_format=None, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.hidden_activation = hidden_activation
+        self.gate_activation = gate_activation
+        self.data_format = data_format or keras.config.image_data_format()
+
+    def build(self, input_shape):
+        channels = input_shape[-1][-1 if self.data_format == "channels_last" else 1]
+        width = max(1, channels // self.reduction)
+        self.squeeze = layers.Dense(width, activation=self.hidden_activation, dtype=self.dtype_policy)
+        self.squeeze.build((None, sum(s[-1 if self.data_format == "channels_last" else 1]
+                                      for s in input_shape)))  # fmt: skip
+        self.excite = layers.Dense(channels, activation=self.gate_activation,
+                                   dtype=self.dtype_policy)  # fmt: skip
+        self.excite.build((None, width))
+
+    def call(self, features):
+        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        pooled = keras.ops.concatenate([keras.ops.max(f, axis=axes) for f in features], -1)
+        weights = keras.ops.cast(self.excite(self.squeeze(pooled)), features[-1].dtype)
+        if self.data_format == "channels_last":
+            return features[-1] * weights[:, None, None, :]
+        return features[-1] * weights[:, :, None, None]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(reduction=self.reduction, hidden_activation=self.hidden_activation,
+                      gate_activation=self.gate_activation, data_format=self.data_format)  # fmt: skip
+        return config
+
+
+def tiny_ba_resnet(attention):
+    return BAResNet([1, 1], [8, 16], block_type="basic", stem="cifar", stem_filters=8,
+                    reduction=4, input_shape=(16, 16, 3), classes=3, attention=attention)  # fmt: skip
+
+
 def fit(model, x, y, epochs):
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
@@ -167,6 +221,15 @@ def main():
     loaded = keras.saving.load_model(path, safe_mode=True)
     same = np.allclose(loaded.predict(x[:8], verbose=0), seq.predict(x[:8], verbose=0), atol=1e-6)
     print(f"reloaded from {path} with safe_mode=True: same predictions = {same}")
+
+    # Your own attention in every block of a BA-ResNet: as a class ...
+    model = tiny_ba_resnet(MaxGate)
+    fit(model, *image_data(), epochs=2)
+    print(f"{model.get_layer('conv2_block1_attn').__class__.__name__} in conv2_block1")
+    # ... or registered under a name, like "bav1", "bav2" and "se".
+    register_attention("max_gate", MaxGate)
+    model = tiny_ba_resnet("max_gate")
+    print(f"layer {model.get_layer('conv3_block1_max_gate').name} built by name")
     print(f"done in {time.time() - start:.1f} s")
 
 

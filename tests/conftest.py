@@ -1,7 +1,9 @@
 """Shared test configuration: paths, backend name, subprocess runner.
 
 The backend is chosen by KERAS_BACKEND before pytest starts (one process per
-backend, see tests/run_all_backends.sh).
+backend, see tests/run_all_backends.sh). Reference data from the authors'
+code lives in `tests/fixtures/` (see its PROVENANCE.md), so the suite needs
+nothing outside the repository.
 """
 
 import json
@@ -15,8 +17,7 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("KERAS_BA_SHARED", REPO_ROOT.parent / "shared"))
-REFERENCE_DIR = SHARED_DIR / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parent / "fixtures"
 BACKEND = keras.backend.backend()
 BACKENDS = ("tensorflow", "jax", "torch")
 

@@ -6,7 +6,15 @@ import pytest
 from conftest import BACKEND
 from layer_contract import random_inputs, run_layer_contract, to_numpy
 
-from keras_ba.layers import BridgeAttention, SqueezeExcite
+from keras_ba.layers import (
+    ATTENTION_KWARGS,
+    BridgeAttention,
+    SqueezeExcite,
+    apply_attention,
+    attention_names,
+    register_attention,
+    resolve_attention,
+)
 
 EPS = 1e-5
 
@@ -35,14 +43,16 @@ def np_batch_norm(v, params, training):
 
 
 def np_pool(x, data_format):
-    axes = tuple(range(1, x.ndim - 1)) if data_format == "channels_last" else tuple(
-        range(2, x.ndim)
+    axes = (
+        tuple(range(1, x.ndim - 1)) if data_format == "channels_last" else tuple(range(2, x.ndim))
     )
     return x.astype("float64").mean(axis=axes)
 
 
 def np_bridge_attention(features, params, version, training, data_format, hidden, gate):
-    squeezed = [np_pool(f, data_format) @ k for f, k in zip(features, params["squeeze"], strict=True)]
+    squeezed = [
+        np_pool(f, data_format) @ k for f, k in zip(features, params["squeeze"], strict=True)
+    ]
     if version == "v1":
         integrated = sum(
             np_batch_norm(s, bn, training) for s, bn in zip(squeezed, params["norms"], strict=True)
@@ -141,7 +151,9 @@ def test_training_updates_moving_statistics_with_torch_momentum(version):
     norm = layer.squeeze_norms[-1] if version == "v1" else layer.norm
     old_mean = to_numpy(norm.moving_mean)
     layer(features, training=True)
-    squeezed = [np_pool(f, "channels_last") @ k for f, k in zip(features, params["squeeze"], strict=True)]
+    squeezed = [
+        np_pool(f, "channels_last") @ k for f, k in zip(features, params["squeeze"], strict=True)
+    ]
     if version == "v1":
         batch_values = squeezed[-1]
     else:
@@ -302,3 +314,93 @@ def test_errors_are_clear():
         BridgeAttention().build([(None, 4, 4, None)])
     with pytest.raises(ValueError, match="larger than the 32 channels"):
         SqueezeExcite(reduction=64)(x)
+
+
+# === Registry and the placement rule ===
+
+
+def test_builtin_attention_names():
+    assert attention_names()[:3] == ("bav1", "bav2", "se")
+    assert ATTENTION_KWARGS == (
+        "reduction",
+        "hidden_activation",
+        "gate_activation",
+        "data_format",
+        "dtype",
+    )
+
+
+def test_register_attention_refuses_clashes_and_bad_builders():
+    before = attention_names()
+    with pytest.raises(ValueError, match="'bav1' is already registered"):
+        register_attention("bav1", SqueezeExcite)
+    with pytest.raises(ValueError, match="`builder`.*Received: builder=3"):
+        register_attention("fresh_name", 3)
+    with pytest.raises(ValueError, match="`builder`"):
+        register_attention("fresh_name", "se")
+    with pytest.raises(ValueError, match="`builder`"):
+        register_attention("fresh_name", SqueezeExcite(reduction=4))  # an instance
+    with pytest.raises(ValueError, match="`builder`"):
+        register_attention("fresh_name", int)  # a class, not a Layer
+    for name in ("", None, 7, "none", "None", "a.b", "with space"):
+        with pytest.raises(ValueError, match="`name`"):
+            register_attention(name, SqueezeExcite)
+    assert attention_names() == before
+
+
+def test_resolve_attention_accepts_names_classes_and_callables():
+    x = [keras.Input((4, 4, 8)), keras.Input((4, 4, 32))]
+    assert resolve_attention(None) is None
+    builder, suffix = resolve_attention("bav2")
+    assert suffix == "ba" and builder(x, "b_ba", reduction=4).shape == (None, 4, 4, 32)
+    builder, suffix = resolve_attention(SqueezeExcite)  # a class, passed through
+    assert suffix == "attn"
+    builder(x, "b_attn", reduction=8)
+
+    def scale_last(features, name, **kwargs):
+        return keras.layers.Rescaling(2.0, name=name)(features[-1])
+
+    builder, suffix = resolve_attention(scale_last)
+    assert builder is scale_last and suffix == "attn"
+    with pytest.raises(ValueError, match="`attention`.*'cbam'"):
+        resolve_attention("cbam")
+    with pytest.raises(ValueError, match="pass the class \\(SqueezeExcite\\)"):
+        resolve_attention(SqueezeExcite())
+    with pytest.raises(ValueError, match="`attention`"):
+        resolve_attention(3)
+
+
+def test_apply_attention_is_one_rule():
+    two = [keras.Input((4, 4, 8)), keras.Input((4, 4, 32))]
+    one = two[1:]
+    calls = []
+
+    def fallback(features, name):
+        calls.append(("fallback", len(features), name))
+        return features[-1]
+
+    def override(features, name):
+        calls.append(("override", len(features), name))
+        return features[-1]
+
+    assert apply_attention(two, None, "b", fallback=fallback) is two[-1]
+    # Two or more features: the attention over all of them, named by suffix.
+    y = apply_attention(two, "bav1", "b", fallback=fallback, reduction=4)
+    layer = y._keras_history.operation
+    assert isinstance(layer, BridgeAttention) and layer.name == "b_ba"
+    assert [t.name for t in layer.input] == [t.name for t in two]
+    # One feature: the family's fallback, for any attention.
+    apply_attention(one, "bav2", "b", fallback=fallback, reduction=4)
+    apply_attention(one, SqueezeExcite, "b", fallback=fallback)
+    # A family's own layout for a name wins, whatever the feature count.
+    apply_attention(one, "se", "b", fallback=fallback, overrides={"se": override})
+    apply_attention(two, "se", "c", fallback=fallback, overrides={"se": override})
+    assert calls == [
+        ("fallback", 1, "b"),
+        ("fallback", 1, "b"),
+        ("override", 1, "b_se"),
+        ("override", 2, "c_se"),
+    ]
+    # Without a fallback, one feature gets the attention itself.
+    y = apply_attention(one, "se", "d", reduction=8)
+    assert isinstance(y._keras_history.operation, SqueezeExcite)

@@ -7,59 +7,85 @@ constructor again, and keeps its `pyramid_outputs`. A classifier is the
 backbone's layers plus a small head (`keras_ba.applications.classifier`).
 """
 
+from typing import NamedTuple
+
 import keras
 
 from keras_ba import _validation
-from keras_ba.layers.registry import deserialize_attention, serialize_attention
+from keras_ba.layers.registry import (
+    deserialize_attention,
+    resolve_attention,
+    serialize_attention,
+)
 
 INPUT_NAME = "images"
 
 
-def image_input(input_tensor, image_shape, data_format, min_size, stem_name):
-    """Returns `(image_tensor, model_inputs, image_shape)` for a backbone.
+class Start(NamedTuple):
+    """What `start` returns: the input and the checked shared arguments."""
+
+    images: object  # the tensor the stem takes
+    inputs: object  # the model inputs
+    attention: object
+    reduction: int
+    image_shape: tuple
+    data_format: str
+
+
+def start(attention, reduction, image_shape, input_tensor, data_format, min_size, stem_name):
+    """Checks the arguments every backbone shares and creates its input.
 
     `image_shape` None gives a fully convolutional `(None, None, 3)` (or
     `(3, None, None)`); with an `input_tensor` it defaults to the tensor's
     shape.
+
+    Returns:
+        A `Start`, for the backbone's layers and `Backbone.__init__`.
+
+    Example:
+    >>> begin = start("bav1", 16, None, None, "channels_last", 32, "imagenet")
+    >>> begin.image_shape, begin.images.name
+    ((None, None, 3), 'images')
     """
+    resolve_attention(attention)
+    _validation.check_positive_int(reduction, "reduction")
+    data_format = _validation.standardize_data_format(data_format)
     if image_shape is None and input_tensor is not None:
         image_shape = tuple(input_tensor.shape[1:])
     image_shape = _validation.check_input_shape(image_shape, data_format, min_size, stem_name)
     if input_tensor is None:
-        image = keras.Input(shape=image_shape, name=INPUT_NAME)
-        return image, image, image_shape
-    if not keras.backend.is_keras_tensor(input_tensor):
-        image = keras.Input(tensor=input_tensor, shape=image_shape, name=INPUT_NAME)
-        return image, image, image_shape
-    return input_tensor, keras.utils.get_source_inputs(input_tensor), image_shape
+        images = inputs = keras.Input(shape=image_shape, name=INPUT_NAME)
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        images = inputs = keras.Input(tensor=input_tensor, shape=image_shape, name=INPUT_NAME)
+    else:
+        images, inputs = input_tensor, keras.utils.get_source_inputs(input_tensor)
+    return Start(images, inputs, attention, reduction, image_shape, data_format)
 
 
 class Backbone(keras.Model):
     """Base class of the keras_ba backbones (not registered itself).
 
-    Subclasses build their layers, then call
-    `super().__init__(inputs=..., outputs=..., pyramid_outputs=..., dtype=...)`
-    and set the attributes their `get_config` reads.
+    Subclasses check their own arguments, call `start(...)`, build their
+    layers, then call `super().__init__(begin, outputs, pyramid_outputs,
+    dtype=dtype, **kwargs)` with `begin` the `Start`, and set the
+    attributes of their own `get_config` entries.
 
     Attributes:
         pyramid_outputs: dict from level name to symbolic tensor: `"P{k}"`
             is the last output at total stride `2**k` (`"P2"` ... `"P5"`
             for an ImageNet stem; `"P1"` where the stem has stride 2).
+        attention, reduction, image_shape, data_format: the arguments.
     """
 
-    def __init__(self, *, inputs, outputs, pyramid_outputs, dtype=None, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+    def __init__(self, begin, outputs, pyramid_outputs, dtype=None, **kwargs):
+        super().__init__(inputs=begin.inputs, outputs=outputs, **kwargs)
         self.pyramid_outputs = pyramid_outputs
+        self.attention = begin.attention
+        self.reduction = begin.reduction
+        self.image_shape = begin.image_shape
+        self.data_format = begin.data_format
         if dtype is not None:
             self.dtype_policy = keras.dtype_policies.get(dtype)
-
-    def __setattr__(self, name, value):
-        # As keras-hub's Backbone: under the PyTorch backend, attributes set
-        # before `Model.__init__` (and properties) bypass torch's Module.
-        is_property = isinstance(getattr(type(self), name, None), property)
-        if keras.config.backend() == "torch" and (is_property or not hasattr(self, "_tracker")):
-            return object.__setattr__(self, name, value)
-        return super().__setattr__(name, value)
 
     def pyramid_model(self):
         """A functional model from the image to the `pyramid_outputs` dict.
@@ -72,7 +98,7 @@ class Backbone(keras.Model):
         >>> {k: tuple(v.shape) for k, v in backbone.pyramid_model().output.items()}
         {'P0': (None, 16, 16, 8), 'P1': (None, 8, 8, 16)}
         """
-        return keras.Model(self.inputs, dict(self.pyramid_outputs), name=f"{self.name}_pyramid")
+        return keras.Model(self.input, dict(self.pyramid_outputs), name=f"{self.name}_pyramid")
 
     # === Config ===
 
@@ -82,15 +108,14 @@ class Backbone(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "attention": serialize_attention(self.attention),
+            "reduction": self.reduction,
+            "image_shape": self.image_shape,
+            "data_format": self.data_format,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        if "attention" in config:
-            config["attention"] = deserialize_attention(config["attention"])
+        config["attention"] = deserialize_attention(config["attention"])
         return cls(**config)
-
-    @staticmethod
-    def _attention_config(attention):
-        return serialize_attention(attention)

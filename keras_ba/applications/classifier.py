@@ -1,6 +1,6 @@
 """A backbone plus a classification head, and `weights=` loading.
 
-The classifier is flat: `keras.Model(backbone.inputs, head(backbone.output))`
+The classifier is flat: `keras.Model(backbone.input, head(backbone.output))`
 holds the backbone's layers themselves (same objects, same weights, same
 names), so `model.get_layer("conv2_block1_ba")` and weight transfer by layer
 name work as in `keras.applications`.
@@ -31,6 +31,56 @@ def check_head_args(include_top, weights, pooling, classes, classifier_activatio
     return path
 
 
+def build_application(
+    backbone_cls,
+    trunk,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    attention,
+    reduction,
+    data_format,
+    name,
+    **head,
+):
+    """A keras.applications-style builder's body: checks, backbone, head.
+
+    Args:
+        backbone_cls: the family's backbone class.
+        trunk: the family's own backbone arguments.
+        include_top ... name: the application arguments, in the order
+            every keras_ba builder declares them.
+        **head: `dropout_rate`, `top` (see `build_classifier`).
+
+    Returns:
+        The flat classifier.
+    """
+    path = check_head_args(include_top, weights, pooling, classes, classifier_activation)
+    backbone = backbone_cls(
+        **trunk,
+        attention=attention,
+        reduction=reduction,
+        image_shape=input_shape,
+        input_tensor=input_tensor,
+        data_format=data_format,
+        name=f"{name}_backbone",
+    )
+    return build_classifier(
+        backbone,
+        include_top=include_top,
+        weights=path,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        **head,
+    )
+
+
 def build_classifier(
     backbone,
     *,
@@ -53,8 +103,8 @@ def build_classifier(
         classes, classifier_activation: of `predictions`.
         name: model name.
         dropout_rate: dropout before `predictions` (`top_dropout`).
-        top: optional `top(features, dtype) -> tensor` applied first when
-            `include_top` (MobileNetV3's `conv_2` head).
+        top: optional `top(backbone, features) -> tensor` applied first
+            when `include_top` (MobileNetV3's `conv_2` head).
 
     Returns:
         A functional `keras.Model`. Under a mixed dtype policy
@@ -66,7 +116,7 @@ def build_classifier(
     data_format = backbone.data_format
     if include_top:
         if top is not None:
-            x = top(x, policy)
+            x = top(backbone, x)
         x = layers.GlobalAveragePooling2D(data_format=data_format, dtype=policy, name="avg_pool")(x)
         if dropout_rate:
             x = layers.Dropout(dropout_rate, dtype=policy, name="top_dropout")(x)
@@ -78,7 +128,7 @@ def build_classifier(
         x = layers.GlobalAveragePooling2D(data_format=data_format, dtype=policy, name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(data_format=data_format, dtype=policy, name="max_pool")(x)
-    model = keras.Model(backbone.inputs, x, name=name)
+    model = keras.Model(backbone.input, x, name=name)
     if weights is not None:
         load_weights(model, weights)
     return model

@@ -37,9 +37,9 @@ import keras
 
 from keras_ba import _validation
 from keras_ba.applications import blocks, classifier
-from keras_ba.applications.backbone import Backbone, image_input
+from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.preprocessing import preprocess_input
-from keras_ba.layers.registry import apply_attention, resolve_attention
+from keras_ba.layers.registry import apply_attention
 from keras_ba.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
@@ -285,14 +285,12 @@ class BAEfficientNetBackbone(Backbone):
         )
         _validation.check_positive_int(depth_divisor, "depth_divisor")
         stages = _check_blocks_args(blocks_args)
-        resolve_attention(attention)
-        _validation.check_positive_int(reduction, "reduction")
-        data_format = _validation.standardize_data_format(data_format)
+        begin = start(
+            attention, reduction, image_shape, input_tensor, data_format, MIN_SIZE, "efficientnet"
+        )
+        data_format = begin.data_format
 
         # === Functional Model ===
-        images, inputs, image_shape = image_input(
-            input_tensor, image_shape, data_format, MIN_SIZE, "efficientnet"
-        )
 
         def scale(filters):
             return round_filters(filters, width_coefficient, depth_divisor)
@@ -305,7 +303,7 @@ class BAEfficientNetBackbone(Backbone):
             data_format=data_format,
             dtype=dtype,
         )
-        x = conv_bn(images, scale(32), 3, strides=2, activation=ACTIVATION, name="stem")
+        x = conv_bn(begin.images, scale(32), 3, strides=2, activation=ACTIVATION, name="stem")
         pyramid_outputs = {"P1": x}
         total_stride = 2
         total_blocks = float(sum(round_repeats(a["repeats"], depth_coefficient) for a in stages))
@@ -339,9 +337,7 @@ class BAEfficientNetBackbone(Backbone):
                 total_stride *= strides
                 pyramid_outputs[blocks.pyramid_level(total_stride)] = x
         x = conv_bn(x, scale(1280), 1, activation=ACTIVATION, name="top")
-        super().__init__(
-            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
-        )
+        super().__init__(begin, x, pyramid_outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.width_coefficient = width_coefficient
@@ -349,10 +345,6 @@ class BAEfficientNetBackbone(Backbone):
         self.drop_connect_rate = drop_connect_rate
         self.depth_divisor = depth_divisor
         self.blocks_args = None if blocks_args is None else stages
-        self.attention = attention
-        self.reduction = reduction
-        self.image_shape = image_shape
-        self.data_format = data_format
 
     def get_config(self):
         config = super().get_config()
@@ -363,10 +355,6 @@ class BAEfficientNetBackbone(Backbone):
                 "drop_connect_rate": self.drop_connect_rate,
                 "depth_divisor": self.depth_divisor,
                 "blocks_args": copy.deepcopy(self.blocks_args),
-                "attention": self._attention_config(self.attention),
-                "reduction": self.reduction,
-                "image_shape": self.image_shape,
-                "data_format": self.data_format,
             }
         )
         return config
@@ -434,32 +422,20 @@ def BAEfficientNet(
     >>> model.output_shape
     (None, 10)
     """
-    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
     _validation.check_positive_int(default_size, "default_size")
     dropout_rate = _validation.check_unit_interval(dropout_rate, "dropout_rate", closed_low=True)
-    backbone = BAEfficientNetBackbone(
-        width_coefficient,
-        depth_coefficient,
+    trunk = dict(
+        width_coefficient=width_coefficient,
+        depth_coefficient=depth_coefficient,
         drop_connect_rate=drop_connect_rate,
         depth_divisor=depth_divisor,
         blocks_args=blocks_args,
-        attention=attention,
-        reduction=reduction,
-        image_shape=input_shape,
-        input_tensor=input_tensor,
-        data_format=data_format,
-        name=f"{name}_backbone",
     )
-    return classifier.build_classifier(
-        backbone,
-        include_top=include_top,
-        weights=path,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return classifier.build_application(
+        BAEfficientNetBackbone, trunk, include_top, weights, input_tensor, input_shape, pooling,
+        classes, classifier_activation, attention, reduction, data_format, name,
         dropout_rate=dropout_rate,
-        name=name,
-    )
+    )  # fmt: skip
 
 
 # === Named variants ===

@@ -35,10 +35,10 @@ from keras import layers
 
 from keras_ba import _validation
 from keras_ba.applications import blocks, classifier
-from keras_ba.applications.backbone import Backbone, image_input
+from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.blocks import make_divisible
 from keras_ba.applications.preprocessing import preprocess_input
-from keras_ba.layers.registry import apply_attention, resolve_attention
+from keras_ba.layers.registry import apply_attention
 from keras_ba.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
@@ -238,14 +238,12 @@ class BAMobileNetV3Backbone(Backbone):
         # === Arguments ===
         specs = _check_stack(stack)
         _validation.check_positive_number(alpha, "alpha")
-        resolve_attention(attention)
-        _validation.check_positive_int(reduction, "reduction")
-        data_format = _validation.standardize_data_format(data_format)
+        begin = start(
+            attention, reduction, image_shape, input_tensor, data_format, MIN_SIZE, "mobilenet_v3"
+        )
+        data_format = begin.data_format
 
         # === Functional Model ===
-        images, inputs, image_shape = image_input(
-            input_tensor, image_shape, data_format, MIN_SIZE, "mobilenet_v3"
-        )
         conv_bn = functools.partial(
             blocks.conv_bn_act,
             epsilon=BN_EPSILON,
@@ -254,7 +252,7 @@ class BAMobileNetV3Backbone(Backbone):
             dtype=dtype,
             names=CONV_NAMES,
         )
-        x = conv_bn(images, 16, 3, strides=2, activation="hard_swish", name="conv")
+        x = conv_bn(begin.images, 16, 3, strides=2, activation="hard_swish", name="conv")
         pyramid_outputs = {"P1": x}
         total_stride = 2
         axis = _validation.channel_axis(data_format)
@@ -286,17 +284,11 @@ class BAMobileNetV3Backbone(Backbone):
             pyramid_outputs[blocks.pyramid_level(total_stride)] = x
         x = conv_bn(x, make_divisible(x.shape[axis] * 6), 1, activation="hard_swish",
                     name="conv_1")  # fmt: skip
-        super().__init__(
-            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
-        )
+        super().__init__(begin, x, pyramid_outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.stack = stack if isinstance(stack, str) else [list(spec) for spec in specs]
         self.alpha = alpha
-        self.attention = attention
-        self.reduction = reduction
-        self.image_shape = image_shape
-        self.data_format = data_format
 
     def get_config(self):
         config = super().get_config()
@@ -304,10 +296,6 @@ class BAMobileNetV3Backbone(Backbone):
             {
                 "stack": self.stack,
                 "alpha": self.alpha,
-                "attention": self._attention_config(self.attention),
-                "reduction": self.reduction,
-                "image_shape": self.image_shape,
-                "data_format": self.data_format,
             }
         )
         return config
@@ -366,43 +354,26 @@ def BAMobileNetV3(
     >>> model.output_shape
     (None, 10)
     """
-    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
     _validation.check_positive_int(last_point_channels, "last_point_channels")
     dropout_rate = _validation.check_unit_interval(dropout_rate, "dropout_rate", closed_low=True)
-    backbone = BAMobileNetV3Backbone(
-        stack,
-        alpha=alpha,
-        attention=attention,
-        reduction=reduction,
-        image_shape=input_shape,
-        input_tensor=input_tensor,
-        data_format=data_format,
-        name=f"{name}_backbone",
-    )
+    _validation.check_positive_number(alpha, "alpha")
     head_channels = last_point_channels
     if alpha > 1.0:
         head_channels = make_divisible(last_point_channels * alpha)
 
-    def top(x, dtype):
+    def top(backbone, x):
+        data_format, dtype = backbone.data_format, backbone.dtype_policy
         x = layers.GlobalAveragePooling2D(
-            keepdims=True, data_format=backbone.data_format, dtype=dtype, name="head_pool"
+            keepdims=True, data_format=data_format, dtype=dtype, name="head_pool"
         )(x)
-        x = layers.Conv2D(
-            head_channels, 1, data_format=backbone.data_format, dtype=dtype, name="conv_2"
-        )(x)
+        x = layers.Conv2D(head_channels, 1, data_format=data_format, dtype=dtype, name="conv_2")(x)
         return layers.Activation("hard_swish", dtype=dtype, name="conv_2_activation")(x)
 
-    return classifier.build_classifier(
-        backbone,
-        include_top=include_top,
-        weights=path,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
-        top=top,
-        name=name,
-    )
+    return classifier.build_application(
+        BAMobileNetV3Backbone, dict(stack=stack, alpha=alpha), include_top, weights,
+        input_tensor, input_shape, pooling, classes, classifier_activation, attention,
+        reduction, data_format, name, dropout_rate=dropout_rate, top=top,
+    )  # fmt: skip
 
 
 # === Named variants ===

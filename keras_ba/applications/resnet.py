@@ -20,13 +20,13 @@ from keras import layers
 
 from keras_ba import _validation
 from keras_ba.applications import blocks, classifier
-from keras_ba.applications.backbone import Backbone, image_input
+from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.preprocessing import (  # noqa: F401 (re-exported)
     IMAGENET_MEAN,
     IMAGENET_STD,
     preprocess_input,
 )
-from keras_ba.layers.registry import apply_attention, resolve_attention
+from keras_ba.layers.registry import apply_attention
 
 BLOCK_TYPES = ("basic", "bottleneck")
 STEMS = {"imagenet": 32, "cifar": 8}  # stem name -> smallest input side
@@ -168,14 +168,12 @@ class BAResNetBackbone(Backbone):
                 f"basic blocks need groups=1, width_per_group=64. Received: "
                 f"groups={groups}, width_per_group={width_per_group}"
             )
-        _validation.check_positive_int(reduction, "reduction")
-        resolve_attention(attention)
-        data_format = _validation.standardize_data_format(data_format)
+        begin = start(
+            attention, reduction, image_shape, input_tensor, data_format, STEMS[stem], stem
+        )
+        data_format = begin.data_format
 
         # === Functional Model ===
-        images, inputs, image_shape = image_input(
-            input_tensor, image_shape, data_format, STEMS[stem], stem
-        )
         conv_bn = functools.partial(
             blocks.conv_bn_act,
             padding="symmetric",
@@ -196,10 +194,10 @@ class BAResNetBackbone(Backbone):
         )
         pyramid_outputs = {}
         if stem == "cifar":
-            x = conv_bn(images, stem_filters, 3, activation="relu", name="conv1")
+            x = conv_bn(begin.images, stem_filters, 3, activation="relu", name="conv1")
             total_stride = 1
         else:
-            x = conv_bn(images, stem_filters, 7, strides=2, activation="relu", name="conv1")
+            x = conv_bn(begin.images, stem_filters, 7, strides=2, activation="relu", name="conv1")
             pyramid_outputs["P1"] = x
             x = layers.ZeroPadding2D(1, data_format=data_format, dtype=dtype, name="pool1_pad")(x)
             x = layers.MaxPooling2D(
@@ -221,9 +219,7 @@ class BAResNetBackbone(Backbone):
             level = blocks.pyramid_level(total_stride)
             if level is not None:
                 pyramid_outputs[level] = x
-        super().__init__(
-            inputs=inputs, outputs=x, pyramid_outputs=pyramid_outputs, dtype=dtype, **kwargs
-        )
+        super().__init__(begin, x, pyramid_outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.stackwise_num_blocks = depths
@@ -234,10 +230,6 @@ class BAResNetBackbone(Backbone):
         self.stackwise_strides = strides
         self.groups = groups
         self.width_per_group = width_per_group
-        self.attention = attention
-        self.reduction = reduction
-        self.image_shape = image_shape
-        self.data_format = data_format
 
     def get_config(self):
         config = super().get_config()
@@ -251,10 +243,6 @@ class BAResNetBackbone(Backbone):
                 "stackwise_strides": self.stackwise_strides,
                 "groups": self.groups,
                 "width_per_group": self.width_per_group,
-                "attention": self._attention_config(self.attention),
-                "reduction": self.reduction,
-                "image_shape": self.image_shape,
-                "data_format": self.data_format,
             }
         )
         return config
@@ -315,32 +303,20 @@ def BAResNet(
     >>> model.output_shape
     (None, 10)
     """
-    path = classifier.check_head_args(include_top, weights, pooling, classes, classifier_activation)
-    backbone = BAResNetBackbone(
-        stackwise_num_blocks,
-        stackwise_num_filters,
+    trunk = dict(
+        stackwise_num_blocks=stackwise_num_blocks,
+        stackwise_num_filters=stackwise_num_filters,
         block_type=block_type,
         stem_filters=stem_filters,
         stem=stem,
         stackwise_strides=stackwise_strides,
         groups=groups,
         width_per_group=width_per_group,
-        attention=attention,
-        reduction=reduction,
-        image_shape=input_shape,
-        input_tensor=input_tensor,
-        data_format=data_format,
-        name=f"{name}_backbone",
     )
-    return classifier.build_classifier(
-        backbone,
-        include_top=include_top,
-        weights=path,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
+    return classifier.build_application(
+        BAResNetBackbone, trunk, include_top, weights, input_tensor, input_shape, pooling,
+        classes, classifier_activation, attention, reduction, data_format, name,
+    )  # fmt: skip
 
 
 # === Named variants ===

@@ -27,15 +27,8 @@ class ChannelAttentionBase(layers.Layer):
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(
-        self,
-        reduction=16,
-        squeeze_channels=None,
-        hidden_activation="relu",
-        gate_activation="sigmoid",
-        data_format=None,
-        **kwargs,
-    ):
+    def __init__(self, reduction, squeeze_channels, hidden_activation, gate_activation,
+                 data_format, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.reduction = _validation.check_positive_int(reduction, "reduction")
         if squeeze_channels is not None:

@@ -54,14 +54,8 @@ class SqueezeExcite(ChannelAttentionBase):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(
-            reduction=reduction,
-            squeeze_channels=squeeze_channels,
-            hidden_activation=hidden_activation,
-            gate_activation=gate_activation,
-            data_format=data_format,
-            **kwargs,
-        )
+        super().__init__(reduction, squeeze_channels, hidden_activation, gate_activation,
+                         data_format, **kwargs)  # fmt: skip
         self.use_bias = bool(use_bias)
 
     def _last_shape(self, input_shape):

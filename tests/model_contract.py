@@ -1,0 +1,327 @@
+"""One helper that runs the model contract of a backbone configuration.
+
+keras-hub's `run_backbone_test`, for keras_ba: every family's test file
+calls `run_backbone_contract` once per configuration. It checks
+
+- config: `from_config(get_config())` rebuilds the same backbone, and the
+  class serializes under its registered `keras_ba>` name;
+- shapes: the output and every `pyramid_outputs` level, symbolic and eager;
+- training: a classifier on the backbone, compiled with `jit_compile`
+  (not on PyTorch, see below), lowers the loss in one step and moves every
+  trainable weight (a weight that never moves is a branch computed but
+  unused);
+- saving: the backbone and the classifier round-trip through `.keras` with
+  `safe_mode=True`, outputs equal, `pyramid_outputs` kept;
+- mixed precision: `dtype="mixed_bfloat16"` reaches every layer (float32
+  variables, bfloat16 compute) and the forward pass is finite.
+
+`check_loads_under_other_backends` saves a model and loads it in a fresh
+process that only imports keras_ba, once per other backend.
+
+Also here: two user-side attention modules, a `keras.layers.Layer`
+subclass (`PooledGate`) and a name registered with
+`keras_ba.layers.register_attention` (`"test_swish_bridge"`), that the
+family tests build into models.
+"""
+
+import json
+
+import keras
+import numpy as np
+from conftest import BACKEND, BACKENDS, run_python
+from keras import layers, ops
+
+from keras_ba.layers import BridgeAttention, attention_names, register_attention
+
+# === User-side attention modules ===
+
+
+@keras.saving.register_keras_serializable(package="keras_ba_tests")
+class PooledGate(layers.Layer):
+    """A user's own attention: one gate from all the block's pooled features.
+
+    `w = sigmoid(W concat_i(gap(X_i)))`, output `X_n * w`. It accepts the
+    keyword arguments every block passes (`ATTENTION_KWARGS`).
+    """
+
+    def __init__(
+        self,
+        reduction=16,
+        hidden_activation="relu",
+        gate_activation="sigmoid",
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.hidden_activation = hidden_activation
+        self.gate_activation = gate_activation
+        self.data_format = data_format or keras.config.image_data_format()
+
+    def build(self, input_shape):
+        axis = -1 if self.data_format == "channels_last" else 1
+        channels = [shape[axis] for shape in input_shape]
+        self.gate = layers.Dense(
+            channels[-1], activation=self.gate_activation, name="gate", dtype=self.dtype_policy
+        )
+        self.gate.build((None, sum(channels)))
+
+    def call(self, inputs):
+        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        pooled = ops.concatenate([ops.mean(x, axis=axes) for x in inputs], axis=-1)
+        weights = ops.cast(self.gate(pooled), inputs[-1].dtype)
+        if self.data_format == "channels_last":
+            return inputs[-1] * weights[:, None, None, :]
+        return inputs[-1] * weights[:, :, None, None]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[-1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "reduction": self.reduction,
+                "hidden_activation": self.hidden_activation,
+                "gate_activation": self.gate_activation,
+                "data_format": self.data_format,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_ba_tests")
+def swish_bridge(features, name, **kwargs):
+    """A registered builder: BAv1 with a swish hidden activation."""
+    kwargs["hidden_activation"] = "swish"
+    return BridgeAttention(version="v1", name=name, **kwargs)(features)
+
+
+CUSTOM_NAME = "test_swish_bridge"
+if CUSTOM_NAME not in attention_names():  # a second import must not re-register
+    register_attention(CUSTOM_NAME, swish_bridge)
+
+
+# === Helpers ===
+
+
+def to_numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def as_json(config):
+    """Tuples -> lists, as a config reads after a trip through a file."""
+    return json.loads(json.dumps(config))
+
+
+def randomize_weights(model, seed=0):
+    """Random values for every variable, BatchNorm statistics included, so
+    that a load that forgets any of them changes the outputs."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        value = rng.normal(scale=0.2, size=weight.shape)
+        if "variance" in weight.path:
+            value = np.abs(value) + 0.5
+        weight.assign(value.astype(weight.dtype))
+
+
+def _pyramid_shapes(pyramid):
+    return {level: tuple(tensor.shape) for level, tensor in pyramid.items()}
+
+
+def _classifier(backbone, classes):
+    x = layers.GlobalAveragePooling2D(data_format=backbone.data_format)(backbone.output)
+    return keras.Model(backbone.inputs, layers.Dense(classes, dtype="float32")(x))
+
+
+# === The contract ===
+
+
+def run_backbone_contract(
+    backbone_cls,
+    init_kwargs,
+    input_data,
+    expected_output_shape,
+    expected_pyramid_shapes,
+    tmp_path,
+    frozen_weights=(),
+):
+    """Checks a backbone configuration end to end (see the module docstring).
+
+    Args:
+        backbone_cls: a keras_ba backbone class.
+        init_kwargs: constructor arguments of a tiny configuration.
+        input_data: a NumPy batch of images (2 to 4 of them).
+        expected_output_shape: output shape without the batch axis.
+        expected_pyramid_shapes: `{level: shape without the batch axis}`.
+        frozen_weights: substrings of weight paths allowed not to move in a
+            training step, with the reason stated by the caller.
+
+    Returns:
+        `(backbone, loaded)`: the trained backbone and its copy loaded from
+        `.keras`.
+    """
+    batch = len(input_data)
+
+    # Config and serialization.
+    backbone = backbone_cls(**init_kwargs)
+    config = backbone.get_config()
+    assert as_json(backbone_cls.from_config(config).get_config()) == as_json(config)
+    serialized = keras.saving.serialize_keras_object(backbone)
+    assert serialized["registered_name"] == f"keras_ba>{backbone_cls.__name__}"
+    assert all("." not in w.path for w in backbone.weights)
+
+    # Shapes, symbolic and eager.
+    assert backbone.output_shape == (None,) + tuple(expected_output_shape)
+    expected_pyramid = {k: (None,) + tuple(v) for k, v in expected_pyramid_shapes.items()}
+    assert _pyramid_shapes(backbone.pyramid_outputs) == expected_pyramid
+    eager = backbone.pyramid_model()(input_data, training=False)
+    assert _pyramid_shapes(eager) == {k: (batch,) + v[1:] for k, v in expected_pyramid.items()}
+    assert all(np.all(np.isfinite(to_numpy(t))) for t in eager.values())
+
+    # One training step lowers the loss and moves every trainable weight.
+    model = _classifier(backbone, classes=3)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        # torch.compile costs ~50 s per graph on CPU: PyTorch runs eagerly
+        # here; test_bridge_attention compiles a BA layer under PyTorch.
+        jit_compile=BACKEND != "torch",
+    )
+    labels = np.arange(batch) % 3
+    before = [to_numpy(w) for w in model.trainable_weights]
+    # Two epochs of one batch: loss[1] is measured after exactly one step.
+    history = model.fit(input_data, labels, epochs=2, batch_size=batch, shuffle=False, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0], losses
+    for weight, old in zip(model.trainable_weights, before, strict=True):
+        if any(tag in weight.path for tag in frozen_weights):
+            continue
+        assert not np.allclose(to_numpy(weight), old), f"{weight.path} got no gradient"
+
+    # .keras round trips in safe mode: the backbone (its class, config and
+    # pyramid) and the classifier (a plain functional model of its layers).
+    path = str(tmp_path / "backbone.keras")
+    backbone.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is backbone_cls
+    assert as_json(loaded.get_config()) == as_json(backbone.get_config())
+    assert _pyramid_shapes(loaded.pyramid_outputs) == expected_pyramid
+    np.testing.assert_allclose(
+        to_numpy(loaded(input_data, training=False)),
+        to_numpy(backbone(input_data, training=False)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    model_path = str(tmp_path / "classifier.keras")
+    model.save(model_path)
+    loaded_model = keras.saving.load_model(model_path, safe_mode=True)
+    assert as_json(loaded_model.get_config()) == as_json(model.get_config())
+    np.testing.assert_allclose(
+        to_numpy(loaded_model(input_data, training=False)),
+        to_numpy(model(input_data, training=False)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+    # Mixed precision through the `dtype` argument, global policy float32.
+    mixed = backbone_cls(**init_kwargs, dtype="mixed_bfloat16")
+    for layer in mixed.layers:
+        if not isinstance(layer, layers.InputLayer):
+            assert layer.dtype_policy.name == "mixed_bfloat16", layer.name
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    output = mixed(input_data, training=False)
+    assert keras.backend.standardize_dtype(output.dtype) == "bfloat16"
+    assert np.all(np.isfinite(to_numpy(ops.cast(output, "float32"))))
+    return backbone, loaded
+
+
+# === Across backends ===
+
+CROSS_LOAD = """
+import json, sys, numpy as np, keras, keras_ba
+report = {"backend": keras.backend.backend()}
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+x = np.load(sys.argv[2])
+y = keras.ops.convert_to_numpy(model(x, training=False))
+report["max_diff"] = float(np.abs(y - np.load(sys.argv[3])).max())
+report["pyramid"] = sorted(getattr(model, "pyramid_outputs", {}))
+if sys.argv[4] == "fit":
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, np.arange(len(x)) % 10, epochs=1, verbose=0)
+    report["loss"] = history.history["loss"][0]
+print(json.dumps(report))
+"""
+
+
+def check_loads_under_other_backends(model, input_data, tmp_path, fit=False):
+    """Saves `model` here and loads it under each other backend.
+
+    Each load runs in a fresh process that only imports keras_ba; its
+    outputs must equal this backend's, a backbone keeps its
+    `pyramid_outputs` levels, and with `fit=True` it trains one epoch.
+
+    Returns:
+        `{backend: report}` with `max_diff`, `pyramid` (level names) and,
+        with `fit`, the finite `loss`.
+    """
+    path, inputs, expected = (str(tmp_path / f) for f in ("m.keras", "x.npy", "y.npy"))
+    model.save(path)
+    np.save(inputs, input_data)
+    np.save(expected, to_numpy(model(input_data, training=False)))
+    reports = {}
+    for other in BACKENDS:
+        if other == BACKEND:
+            continue
+        argv = ["load", path, inputs, expected, "fit" if fit else "no"]
+        code = f"import sys; sys.argv = {argv!r}\n" + CROSS_LOAD
+        result = run_python(code, backend=other, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["backend"] == other
+        assert report["max_diff"] < 1e-5, report
+        assert report["pyramid"] == sorted(getattr(model, "pyramid_outputs", {}))
+        if fit:
+            assert np.isfinite(report["loss"])
+        reports[other] = report
+    return reports
+
+
+# === Pyramid shapes ===
+
+
+def _to_format(shape, data_format):
+    """(h, w, c) -> the shape in `data_format`."""
+    return tuple(shape) if data_format == "channels_last" else (shape[2], shape[0], shape[1])
+
+
+def check_pyramid_shapes(build, expected, sizes=(64, 96)):
+    """`pyramid_outputs` shapes at several input sizes, in both data formats.
+
+    Args:
+        build: `build(image_shape, data_format)` returns a backbone.
+        expected: `expected(size)` returns `{level: (h, w, c)}` for a
+            `size` x `size` image, computed from the architecture.
+        sizes: image sides to check.
+
+    Symbolic shapes come from backbones built for each size (shapes only);
+    eager shapes from one fully convolutional backbone run at every size,
+    in channels_first only where the backend runs it (TensorFlow on CPU has
+    no channels_first convolution).
+    """
+    from conftest import shapes_only
+
+    for data_format in ("channels_last", "channels_first"):
+        for size in sizes:
+            image_shape = _to_format((size, size, 3), data_format)
+            backbone = shapes_only(build, image_shape, data_format)
+            want = {k: (None,) + _to_format(v, data_format) for k, v in expected(size).items()}
+            assert _pyramid_shapes(backbone.pyramid_outputs) == want, (data_format, size)
+        if data_format == "channels_first" and BACKEND == "tensorflow":
+            continue
+        pyramid = build(_to_format((None, None, 3), data_format), data_format).pyramid_model()
+        for size in sizes:
+            images = np.zeros((1,) + _to_format((size, size, 3), data_format), "float32")
+            got = _pyramid_shapes(pyramid(images, training=False))
+            want = {k: (1,) + _to_format(v, data_format) for k, v in expected(size).items()}
+            assert got == want, (data_format, size)
