@@ -5,9 +5,11 @@ Classifiers (`BAResNet50()`, `BAEfficientNetB0()`, ...) are a backbone
 `pyramid_outputs` for detection and segmentation heads) plus a small head.
 
 Example:
->>> from keras_ba.applications import BAResNet18
->>> BAResNet18(classes=10, input_shape=(64, 64, 3)).get_layer("conv2_block1_ba").name
-'conv2_block1_ba'
+>>> from keras_ba.applications import BAResNet
+>>> model = BAResNet([1, 1], [8, 16], block_type="basic", stem="cifar",
+...                  stem_filters=8, reduction=4, input_shape=(16, 16, 3), classes=10)
+>>> model.get_layer("conv2_block1_ba").name, model.output_shape
+('conv2_block1_ba', (None, 10))
 """
 
 from keras_ba.applications import blocks, efficientnet, mobilenet_v3, resnet, resnext

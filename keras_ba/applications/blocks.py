@@ -199,8 +199,9 @@ def inverted_residual(
             x, expanded_channels, 1, activation=activation, name=name, names=names["expand"]
         )
         features.append(x)
-    x = conv_bn(x, None, kernel_size, strides=strides, depthwise=True, name=name,
-                names=names["depthwise"])  # fmt: skip
+    x = conv_bn(
+        x, None, kernel_size, strides=strides, depthwise=True, name=name, names=names["depthwise"]
+    )
     depthwise_activation = layers.Activation(
         activation, dtype=dtype, name=names["depthwise"]["act"].format(name)
     )

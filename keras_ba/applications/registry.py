@@ -39,7 +39,5 @@ def get_model_builder(name):
 
     function_name = MODEL_BUILDERS.get(name)
     if function_name is None or not hasattr(applications, function_name):
-        raise ValueError(
-            f"Unknown model name {name!r}. Known models: {', '.join(list_models())}."
-        )
+        raise ValueError(f"Unknown model name {name!r}. Known models: {', '.join(list_models())}.")
     return getattr(applications, function_name)

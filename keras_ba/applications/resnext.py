@@ -56,26 +56,75 @@ VARIANT_DOCSTRING = """Instantiates BA-ResNeXt-{depth} ({groups}x{width}d, `atte
 
 def _resnext_variant(key, *args):
     blocks_per_stage, groups, width_per_group = RESNEXT_CONFIGS[key]
-    return BAResNet(blocks_per_stage, (64, 128, 256, 512), "bottleneck", 64, "imagenet", None,
-                    groups, width_per_group, *args)  # fmt: skip
+    return BAResNet(
+        blocks_per_stage,
+        (64, 128, 256, 512),
+        "bottleneck",
+        64,
+        "imagenet",
+        None,
+        groups,
+        width_per_group,
+        *args,
+    )
 
 
-def BAResNeXt50_32x4d(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                      pooling=None, classes=1000, classifier_activation="softmax",
-                      attention="bav1", reduction=16, data_format=None,
-                      name="ba_resnext50_32x4d"):  # fmt: skip
-    return _resnext_variant("50_32x4d", include_top, weights, input_tensor, input_shape,
-                            pooling, classes, classifier_activation, attention, reduction,
-                            data_format, name)  # fmt: skip
+def BAResNeXt50_32x4d(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    attention="bav1",
+    reduction=16,
+    data_format=None,
+    name="ba_resnext50_32x4d",
+):
+    return _resnext_variant(
+        "50_32x4d",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        attention,
+        reduction,
+        data_format,
+        name,
+    )
 
 
-def BAResNeXt101_32x8d(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                       pooling=None, classes=1000, classifier_activation="softmax",
-                       attention="bav1", reduction=16, data_format=None,
-                       name="ba_resnext101_32x8d"):  # fmt: skip
-    return _resnext_variant("101_32x8d", include_top, weights, input_tensor, input_shape,
-                            pooling, classes, classifier_activation, attention, reduction,
-                            data_format, name)  # fmt: skip
+def BAResNeXt101_32x8d(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    attention="bav1",
+    reduction=16,
+    data_format=None,
+    name="ba_resnext101_32x8d",
+):
+    return _resnext_variant(
+        "101_32x8d",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        attention,
+        reduction,
+        data_format,
+        name,
+    )
 
 
 for _key, _function in (("50_32x4d", BAResNeXt50_32x4d), ("101_32x8d", BAResNeXt101_32x8d)):

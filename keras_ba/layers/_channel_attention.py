@@ -27,8 +27,9 @@ class ChannelAttentionBase(layers.Layer):
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
     """
 
-    def __init__(self, reduction, squeeze_channels, hidden_activation, gate_activation,
-                 data_format, **kwargs):  # fmt: skip
+    def __init__(
+        self, reduction, squeeze_channels, hidden_activation, gate_activation, data_format, **kwargs
+    ):
         super().__init__(**kwargs)
         self.reduction = _validation.check_positive_int(reduction, "reduction")
         if squeeze_channels is not None:

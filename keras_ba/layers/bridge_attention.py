@@ -87,8 +87,9 @@ class BridgeAttention(ChannelAttentionBase):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(reduction, squeeze_channels, hidden_activation, gate_activation,
-                         data_format, **kwargs)  # fmt: skip
+        super().__init__(
+            reduction, squeeze_channels, hidden_activation, gate_activation, data_format, **kwargs
+        )
         self.version = _validation.check_choice(version, "version", VERSIONS)
         self.epsilon = _validation.check_unit_interval(epsilon, "epsilon")
         self.momentum = _validation.check_unit_interval(momentum, "momentum", closed_low=True)

@@ -54,8 +54,9 @@ class SqueezeExcite(ChannelAttentionBase):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(reduction, squeeze_channels, hidden_activation, gate_activation,
-                         data_format, **kwargs)  # fmt: skip
+        super().__init__(
+            reduction, squeeze_channels, hidden_activation, gate_activation, data_format, **kwargs
+        )
         self.use_bias = bool(use_bias)
 
     def _last_shape(self, input_shape):
