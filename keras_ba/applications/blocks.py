@@ -191,6 +191,24 @@ def inverted_residual(
 
     Returns:
         The block's output tensor.
+
+    Example:
+    >>> import functools, keras
+    >>> from keras_ba.layers import apply_attention
+    >>> conv_bn = functools.partial(conv_bn_act, epsilon=1e-3, momentum=0.99,
+    ...                             data_format="channels_last")
+    >>> names = {"expand": {"conv": "{}_expand", "bn": "{}_expand_bn",
+    ...                     "act": "{}_expand_activation"},
+    ...          "depthwise": {"conv": "{}_dw", "bn": "{}_dw_bn", "act": "{}_dw_act"},
+    ...          "project": {"conv": "{}_project", "bn": "{}_project_bn"},
+    ...          "drop": "{}_drop", "add": "{}_add"}
+    >>> attend = functools.partial(apply_attention, attention="bav1", reduction=6)
+    >>> y = inverted_residual(keras.Input((8, 8, 16)), 16, 3, 1, expanded_channels=48,
+    ...                       activation="swish", attend=attend,
+    ...                       attention_after_activation=True, residual=True,
+    ...                       conv_bn=conv_bn, names=names, name="block")
+    >>> tuple(y.shape), y._keras_history.operation.name
+    ((None, 8, 8, 16), 'block_add')
     """
     shortcut = x
     features = []

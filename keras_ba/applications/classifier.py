@@ -58,6 +58,15 @@ def build_application(
 
     Returns:
         The flat classifier.
+
+    Example:
+    >>> from keras_ba.applications import BAResNetBackbone
+    >>> trunk = dict(stackwise_num_blocks=[1], stackwise_num_filters=[8],
+    ...              block_type="basic", stem="cifar", stem_filters=8)
+    >>> model = build_application(BAResNetBackbone, trunk, True, None, None,
+    ...                           (8, 8, 3), None, 5, None, "se", 4, None, "tiny")
+    >>> model.name, model.output_shape
+    ('tiny', (None, 5))
     """
     path = check_head_args(include_top, weights, pooling, classes, classifier_activation)
     backbone = backbone_cls(
@@ -110,6 +119,15 @@ def build_classifier(
         A functional `keras.Model`. Under a mixed dtype policy
         `predictions` computes in float32 so that softmax and loss stay
         numerically safe.
+
+    Example:
+    >>> from keras_ba.applications import BAResNetBackbone
+    >>> backbone = BAResNetBackbone([1], [8], block_type="basic", stem="cifar",
+    ...                             stem_filters=8, reduction=4, image_shape=(8, 8, 3))
+    >>> model = build_classifier(backbone, include_top=False, weights=None, pooling="max",
+    ...                          classes=1, classifier_activation=None, name="trunk")
+    >>> model.get_layer("conv2_block1_ba") is backbone.get_layer("conv2_block1_ba")
+    True
     """
     policy = backbone.dtype_policy
     x = backbone.output

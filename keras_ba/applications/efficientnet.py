@@ -199,7 +199,14 @@ def _block_letter(index):
 
 
 def squeeze_excite(features, name, filters_in, se_ratio, data_format, dtype):
-    """`keras.applications`' EfficientNet SE: biases, a quarter of the block input."""
+    """`keras.applications`' EfficientNet SE: biases, a quarter of the block input.
+
+    Example:
+    >>> y = squeeze_excite([keras.Input((4, 4, 96))], "block2a_se", 16, 0.25,
+    ...                    "channels_last", None)
+    >>> y._keras_history.operation.squeeze_channels
+    4
+    """
     return SqueezeExcite(
         squeeze_channels=max(1, int(filters_in * se_ratio)),
         use_bias=True,
@@ -215,6 +222,12 @@ def first_block_attention(features, name, filters_in, se_ratio, data_format, dty
 
     Bridge Attention needs two or more features; the authors' block keeps
     an SE-like gate there, named `{name}_se`.
+
+    Example:
+    >>> y = first_block_attention([keras.Input((8, 8, 16))], "block1a", 16, 0.25,
+    ...                           "channels_last", None)
+    >>> y._keras_history.operation.name
+    'block1a_se'
     """
     return squeeze_excite(features, f"{name}_se", filters_in, se_ratio, data_format, dtype)
 

@@ -112,6 +112,12 @@ def squeeze_excite(features, name, channels, data_format, dtype):
     """`keras.applications`' MobileNetV3 SE on the last feature.
 
     Biases, bottleneck `make_divisible(C / 4)`, ReLU, hard-sigmoid gate.
+
+    Example:
+    >>> y = squeeze_excite([keras.Input((4, 4, 72))], "expanded_conv_2_se", 72,
+    ...                    "channels_last", None)
+    >>> y._keras_history.operation.squeeze_channels
+    24
     """
     return SqueezeExcite(
         squeeze_channels=make_divisible(channels * SE_RATIO),
@@ -125,7 +131,14 @@ def squeeze_excite(features, name, channels, data_format, dtype):
 
 
 def first_block_attention(features, name, channels, data_format, dtype):
-    """The authors keep SE in a block without expansion conv (one feature)."""
+    """The authors keep SE in a block without expansion conv (one feature).
+
+    Example:
+    >>> y = first_block_attention([keras.Input((8, 8, 16))], "expanded_conv", 16,
+    ...                           "channels_last", None)
+    >>> y._keras_history.operation.name
+    'expanded_conv_se'
+    """
     return squeeze_excite(features, f"{name}_se", channels, data_format, dtype)
 
 

@@ -63,6 +63,31 @@ def residual_block(x, convs, conv_bn, attend, data_format, dtype, name):
     Bridges `[relu(bn1(conv1 x)), ..., bn_n(conv_n .)]` (the authors'
     basic block and bottleneck), recalibrates the last, adds the shortcut
     (`{name}_0` 1x1 conv + BN when the shape changes) and applies ReLU.
+
+    Args:
+        x: input tensor.
+        convs: `(filters, kernel_size, strides, groups, activation)` per
+            conv (`_block_convs` gives the basic block and the bottleneck).
+        conv_bn: `keras_ba.applications.blocks.conv_bn_act` with the
+            family's norm, padding, names, `data_format` and `dtype` bound.
+        attend: `attend(features, name=name)`, a partial of
+            `keras_ba.layers.apply_attention` with `attention` bound.
+        data_format, dtype: of the layers created here.
+        name: the block's name, e.g. `"conv2_block1"`.
+
+    Example:
+    >>> import functools
+    >>> from keras_ba.applications import blocks
+    >>> from keras_ba.layers import apply_attention
+    >>> conv_bn = functools.partial(blocks.conv_bn_act, padding="symmetric", epsilon=1e-5,
+    ...                             momentum=0.9, data_format="channels_last",
+    ...                             names=blocks.RESNET_NAMES)
+    >>> attend = functools.partial(apply_attention, attention="bav2", reduction=4)
+    >>> convs = [(8, 3, 2, 1, "relu"), (8, 3, 1, 1, None)]
+    >>> y = residual_block(keras.Input((8, 8, 4)), convs, conv_bn, attend,
+    ...                    "channels_last", None, "conv2_block1")
+    >>> tuple(y.shape)
+    (None, 4, 4, 8)
     """
     features = []
     y = x
