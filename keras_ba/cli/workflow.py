@@ -18,7 +18,6 @@ from keras_ba.extras import MissingExtraError
 from keras_ba.training import recipes
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import (
-    ATTENTIONS,
     CACHE_MODES,
     DIGITS,
     DISTRIBUTE_MODES,
@@ -218,8 +217,9 @@ def _add_model_flags(parser):
     )
     group.add_argument(
         "--attention",
-        choices=ATTENTIONS,
-        help="attention in every block (default: the model's, bav1)",
+        metavar="NAME",
+        help="attention in every block: a name registered in keras_ba.layers "
+        "(built in: bav1, bav2, se) or none (default: the model's, bav1)",
     )
     group.add_argument(
         "--stem",

@@ -18,7 +18,7 @@ import re
 
 from keras_ba.applications import get_model_builder, resnet
 from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import ATTENTIONS, STEMS
+from keras_ba.training.options import NO_ATTENTION, STEMS
 
 RESNET_NAME = re.compile(r"ba_resnet(\d+)$")
 SMALL_IMAGE_SIDE = 128  # below this, "auto" picks the CIFAR stem
@@ -105,6 +105,30 @@ def choose_stem(stem, image_size):
     return stem
 
 
+def attention_from_name(name):
+    """The builders' `attention=` for a command-line name (`"none"` -> None).
+
+    Names are checked against the one attention registry,
+    `keras_ba.layers.attention_names()`, so a name added with
+    `keras_ba.layers.register_attention` works here too.
+
+    Example:
+    >>> attention_from_name("bav2"), attention_from_name("none")
+    ('bav2', None)
+    """
+    from keras_ba.layers import attention_names
+
+    if name == NO_ATTENTION:
+        return None
+    known = attention_names()
+    if name not in known:
+        raise WorkflowError(
+            f"`attention` must be one of {known + (NO_ATTENTION,)}. "
+            f"Received: `attention={name!r}`."
+        )
+    return name
+
+
 def build_model(
     name,
     classes,
@@ -127,8 +151,8 @@ def build_model(
         depths: blocks per stage, e.g. `[1, 1, 1, 1]` (BA-ResNets only).
         widths: base filters per stage, e.g. `[8, 16, 32, 64]`; the stem
             gets the first width (BA-ResNets only).
-        attention: `"bav1"`, `"bav2"`, `"se"`, `"none"`, or None for the
-            builder's default.
+        attention: a name from `keras_ba.layers.attention_names()`,
+            `"none"`, or None for the builder's default.
         reduction: attention reduction ratio; None: 16, or half the
             narrowest stage width when that is smaller (tiny test models).
         weights: None, or a `.keras` / `.weights.h5` file to start from.
@@ -145,11 +169,7 @@ def build_model(
     """
     kwargs = {"classes": classes, "input_shape": (image_size, image_size, 3), "weights": weights}
     if attention is not None:
-        if attention not in ATTENTIONS:
-            raise WorkflowError(
-                f"`attention` must be one of {ATTENTIONS}. Received: `attention={attention!r}`."
-            )
-        kwargs["attention"] = None if attention == "none" else attention
+        kwargs["attention"] = attention_from_name(attention)
     if resnet_config(name) is not None:
         widths = list(widths or RESNET_WIDTHS)
         if reduction is None:

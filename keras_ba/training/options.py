@@ -16,7 +16,7 @@ SUBSETS = ("validation", "train")
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 EXPORT_FORMATS = ("saved_model", "onnx")
 STEMS = ("auto", "cifar", "imagenet")
-ATTENTIONS = ("bav1", "bav2", "se", "none")
+NO_ATTENTION = "none"  # the command line's spelling of attention=None
 VERBOSITY = ("auto", 0, 1, 2)
 
 DISTRIBUTE_MODES = {
