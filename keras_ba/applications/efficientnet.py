@@ -7,8 +7,10 @@ expansion output and the depthwise output, `[swish(bn(expand x)),
 swish(bn(depthwise .))]`, with reduction 6 (bottleneck `expanded // 6`), a
 swish hidden activation and a sigmoid gate, and recalibrates the depthwise
 output before the projection conv. Blocks without an expansion conv (the
-first block, `block1a`) keep plain squeeze-and-excitation with biases and a
-bottleneck of a quarter of the block's input filters. This is the authors'
+first block, `block1a_se`) have a single feature: there the authors apply
+their SE-shaped 1x1 convs (biases, a quarter of the block's input filters)
+per pixel, without pooling, which `keras_ba.layers.PixelGate` implements
+(same weights as SE, a different function). This is the authors'
 `BA_effcientnet.py` (built on lukemelas/EfficientNet-PyTorch), whose
 BA-EfficientNet-B0 has 8,418,640 parameters with 1000 classes; this module
 builds exactly that count.
@@ -38,7 +40,7 @@ from keras import layers
 
 from keras_ba.applications import _common
 from keras_ba.applications.resnet import preprocess_input
-from keras_ba.layers import _utils
+from keras_ba.layers import PixelGate, _utils
 from keras_ba.layers.factory import apply_attention
 
 __all__ = [
@@ -201,7 +203,10 @@ def mbconv_block(
     features.append(x)
 
     kind, kwargs = _block_attention(attention, expand_ratio != 1, filters_in, se_ratio, reduction)
-    x = apply_attention(features, kind, name, data_format=data_format, **kwargs)
+    if kind == "se" and attention in ("bav1", "bav2"):  # the authors' unpooled gate
+        x = PixelGate(data_format=data_format, name=f"{name}_se", **kwargs)(x)
+    else:
+        x = apply_attention(features, kind, name, data_format=data_format, **kwargs)
 
     x = layers.Conv2D(
         filters_out,
@@ -294,7 +299,8 @@ def BAEfficientNet(
     Bridge Attention replaces squeeze-and-excitation in every MBConv block
     with an expansion conv, bridging the expansion and depthwise outputs
     (reduction 6, swish hidden activation, sigmoid gate); blocks without an
-    expansion conv keep SE with biases, as in the authors' code.
+    expansion conv get the authors' per-pixel gate (`PixelGate`, named
+    `{block}_se`, the weights of an SE with biases).
 
     Args:
         width_coefficient: float, scales every stage's channels.

@@ -6,11 +6,13 @@ from keras_ba.layers.factory import (
     apply_attention,
     get_attention_layer,
 )
+from keras_ba.layers.pixel_gate import PixelGate
 from keras_ba.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
     "ATTENTION_TYPES",
     "BridgeAttention",
+    "PixelGate",
     "SqueezeExcite",
     "apply_attention",
     "get_attention_layer",
