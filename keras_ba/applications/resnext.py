@@ -1,4 +1,4 @@
-"""BA-ResNeXt: ResNeXt-50 (32x4d) and ResNeXt-101 (32x8d) with Bridge Attention.
+"""BA-ResNeXt: ResNeXt-50 (32x4d) and ResNeXt-101 (32x4d, 32x8d) with Bridge Attention.
 
 ResNeXt is the ResNet bottleneck with a grouped 3x3 conv (`groups`
 cardinality, `width_per_group` channels per group), so these are thin calls
@@ -6,7 +6,8 @@ of `keras_ba.applications.resnet.BAResNet`: same layer names, same Bridge
 Attention placement (all three conv outputs of a bottleneck bridged, the
 last one recalibrated before the shortcut is added), same PyTorch
 conventions (torchvision's `resnext50_32x4d` / `resnext101_32x8d` trunk,
-v1.5 strides, symmetric padding, BatchNorm epsilon 1e-5).
+v1.5 strides, symmetric padding, BatchNorm epsilon 1e-5). The authors'
+`ba_resnext50` / `ba_resnext101` (`BA_resnext.py`) are the 32x4d models.
 
 Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
 mean/std), as for BA-ResNet.
@@ -14,11 +15,12 @@ mean/std), as for BA-ResNet.
 
 from keras_ba.applications.resnet import make_variant, preprocess_input
 
-__all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
+__all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
 
 # name -> (blocks per stage, groups, width per group)
 RESNEXT_CONFIGS = {
     "50_32x4d": ([3, 4, 6, 3], 32, 4),
+    "101_32x4d": ([3, 4, 23, 3], 32, 4),  # the authors' ba_resnext101
     "101_32x8d": ([3, 4, 23, 3], 32, 8),
 }
 
@@ -71,4 +73,5 @@ def _resnext_variant(key):
 
 
 BAResNeXt50_32x4d = _resnext_variant("50_32x4d")
+BAResNeXt101_32x4d = _resnext_variant("101_32x4d")
 BAResNeXt101_32x8d = _resnext_variant("101_32x8d")
