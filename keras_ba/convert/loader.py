@@ -123,9 +123,7 @@ def _plan(state, key_map, trunk):
         found = tuple(state[key].shape)
         if found != expected and trunk and role == HEAD:
             plan["not_loaded"].append((variable.path, "classifier of another size"))
-            skipped.setdefault(f"classifier weights of another size ({key} {found})", []).append(
-                key
-            )
+            skipped.setdefault(_other_classifier(state, key_map), []).append(key)
         elif found != expected:
             plan["mismatched"].append(
                 f"{key}: checkpoint {found} vs model {expected} "
@@ -165,6 +163,18 @@ def _plan(state, key_map, trunk):
         f"skipped {len(keys)} {reason}: {report.listing(keys)}" for reason, keys in skipped.items()
     ]
     return plan
+
+
+def _other_classifier(state, key_map):
+    weight = f"{key_map.classifier}.weight"
+    target = key_map.targets.get(weight)
+    if weight not in state or target is None:
+        return "classifier weights of another size"
+    expected = tuple(target.transform.torch_shape(tuple(target.variable.shape)))
+    return (
+        f"classifier weights of another size ({weight}: checkpoint "
+        f"{tuple(state[weight].shape)}, model {expected})"
+    )
 
 
 def _describe_missing(key, target):

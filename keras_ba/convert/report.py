@@ -71,10 +71,14 @@ class ConversionReport:
         for reason, paths in _group_by_reason(self.not_loaded).items():
             layers = list(dict.fromkeys(path.split("/")[0] for path in paths))
             lines.append(
-                f"  not loaded, left as they were: {len(paths)} weights of "
-                f"{len(layers)} layers ({reason}): {listing(layers)}"
+                f"  not loaded, left as they were: {_count(len(paths), 'weight')} of "
+                f"{_count(len(layers), 'layer')} ({reason}): {listing(layers)}"
             )
         return "\n".join(lines)
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'s' if number != 1 else ''}"
 
 
 def _group_by_reason(items):
