@@ -155,7 +155,9 @@ def with_pooled_first_gate(model):
         return kind.from_config(layer.get_config())
 
     swapped = keras.models.clone_model(model, clone_function=clone)
-    changed = [a.name for a, b in zip(model.layers, swapped.layers, strict=True) if type(a) is not type(b)]
+    changed = [
+        a.name for a, b in zip(model.layers, swapped.layers, strict=True) if type(a) is not type(b)
+    ]
     assert changed == ["block1a_se"]
     return swapped
 
@@ -404,7 +406,13 @@ class _CreatesFileWhenUnpickled:
 def _training_checkpoint(torch, weights, **extra):
     """What training scripts save (the authors' `main.py` included)."""
     state = {key: torch.from_numpy(value) for key, value in weights.items()}
-    return {"epoch": 3, "arch": "ba_resnet", "best_prec1": np.float64(71.2), "state_dict": state, **extra}
+    return {
+        "epoch": 3,
+        "arch": "ba_resnet",
+        "best_prec1": np.float64(71.2),
+        "state_dict": state,
+        **extra,
+    }
 
 
 def test_training_checkpoint_with_numpy_scalars_loads(tmp_path, small):

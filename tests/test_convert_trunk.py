@@ -1,10 +1,10 @@
 """`load_torch_weights(..., strict="trunk")`: an ImageNet trunk under BA.
 
 torchvision itself is not installable here, so the checkpoints are built in
-the tests from torchvision's key names and shapes (`torchvision_resnet`,
-written from `torchvision.models.resnet`'s definition; timm's ResNets use the
-same keys) with random values. The expected Keras value of every key is
-computed here too, by name and transpose, without the library's key map.
+the tests from torchvision's key names and shapes
+(`torchvision_layout.torchvision_resnet`; timm's ResNets use the same keys)
+with random values. The expected Keras value of every key is computed there
+too, by name and transpose, without the library's key map.
 """
 
 import json
@@ -13,84 +13,13 @@ import keras
 import numpy as np
 import pytest
 from conftest import REFERENCE_DIR
+from torchvision_layout import expected_keras_value, torchvision_resnet
 
 from keras_ba.applications import BAEfficientNet, BAResNet, BAResNet50
 from keras_ba.convert import CheckpointMismatchError, load_torch_weights
 from keras_ba.layers import BridgeAttention, SqueezeExcite
 
 TINY = dict(stackwise_num_filters=[8, 16, 16, 16], stem_filters=8, input_shape=(32, 32, 3))
-
-# === A torchvision-layout checkpoint, and where each key must land ===
-
-
-def torchvision_resnet(depths, block, widths=(64, 128, 256, 512), stem=64, groups=1,
-                       width_per_group=64, classes=1000, seed=0):  # fmt: skip
-    """`torchvision.models.resnet.ResNet(...).state_dict()` with random values."""
-    shapes = {}
-
-    def conv(name, out, inp, k):
-        shapes[f"{name}.weight"] = (out, inp, k, k)
-
-    def bn(name, c):
-        for part in ("weight", "bias", "running_mean", "running_var"):
-            shapes[f"{name}.{part}"] = (c,)
-        shapes[f"{name}.num_batches_tracked"] = ()
-
-    conv("conv1", stem, 3, 7)
-    bn("bn1", stem)
-    inplanes, expansion = stem, 4 if block == "bottleneck" else 1
-    for stage, (blocks, planes) in enumerate(zip(depths, widths, strict=True), start=1):
-        for index in range(blocks):
-            prefix = f"layer{stage}.{index}"
-            if block == "bottleneck":
-                width = int(planes * width_per_group / 64) * groups
-                convs = [(width, inplanes, 1), (width, width // groups, 3), (planes * 4, width, 1)]
-            else:
-                convs = [(planes, inplanes, 3), (planes, planes, 3)]
-            for k, (out, inp, size) in enumerate(convs, start=1):
-                conv(f"{prefix}.conv{k}", out, inp, size)
-                bn(f"{prefix}.bn{k}", out)
-            stride = 2 if index == 0 and stage > 1 else 1
-            if index == 0 and (stride != 1 or inplanes != planes * expansion):
-                conv(f"{prefix}.downsample.0", planes * expansion, inplanes, 1)
-                bn(f"{prefix}.downsample.1", planes * expansion)
-            inplanes = planes * expansion
-    shapes["fc.weight"] = (classes, inplanes)
-    shapes["fc.bias"] = (classes,)
-    rng = np.random.default_rng(seed)
-    state = {}
-    for key, shape in shapes.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = np.array(10, dtype="int64")
-        elif key.endswith("running_var"):
-            state[key] = rng.uniform(0.5, 1.5, shape).astype("float32")
-        else:
-            state[key] = rng.standard_normal(shape).astype("float32")
-    return state
-
-
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
-
-
-def expected_keras_value(key, value):
-    """`(keras layer name, attribute, array)` for a torchvision ResNet key."""
-    module, part = key.rsplit(".", 1)
-    parts = module.split(".")
-    if module in ("conv1", "bn1"):
-        layer = "conv1_conv" if module == "conv1" else "conv1_bn"
-    elif module == "fc":
-        return "predictions", "kernel" if part == "weight" else "bias", value.T
-    else:
-        stage, index = int(parts[0][len("layer"):]) + 1, int(parts[1]) + 1
-        name = parts[2]
-        if name == "downsample":
-            name = "0_conv" if parts[3] == "0" else "0_bn"
-        else:
-            name = f"{name[-1]}_{name[:-1]}"  # conv2 -> 2_conv, bn2 -> 2_bn
-        layer = f"conv{stage}_block{index}_{name}"
-    if layer.endswith("conv"):
-        return layer, "kernel", value.transpose(2, 3, 1, 0)
-    return layer, _BN[part], value
 
 
 def weights_of(model, kinds):
@@ -192,7 +121,10 @@ def test_trunk_mode_without_the_head(tiny_state):
 
 @pytest.mark.parametrize(
     "change, expected",
-    [("drop", "missing key: layer2.0.conv1.weight"), ("add", "unexpected key: layer5.0.conv1.weight")],
+    [
+        ("drop", "missing key: layer2.0.conv1.weight"),
+        ("add", "unexpected key: layer5.0.conv1.weight"),
+    ],
 )
 def test_trunk_mode_still_checks_the_trunk(tiny_state, change, expected):
     if change == "drop":
@@ -278,4 +210,6 @@ def test_efficientnet_trunk_mode():
     assert report.num_mapped == len(state)
     assert sorted(p for p, _ in report.not_loaded) == sorted(attention)
     conv = keras.ops.convert_to_numpy(model.get_layer("block2a_expand_conv").kernel)
-    np.testing.assert_array_equal(conv, state["_blocks.1._expand_conv.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        conv, state["_blocks.1._expand_conv.weight"].transpose(2, 3, 1, 0)
+    )

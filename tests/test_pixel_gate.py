@@ -47,7 +47,9 @@ def test_matches_the_authors_conv_module_through_the_converter_transform():
     w1, b1 = rng.normal(size=(4, 16, 1, 1)).astype("float32"), rng.normal(size=4).astype("float32")
     w2, b2 = rng.normal(size=(16, 4, 1, 1)).astype("float32"), rng.normal(size=16).astype("float32")
     t = torch.from_numpy
-    att = torch.sigmoid(functional.conv2d(functional.silu(functional.conv2d(t(x), t(w1), t(b1))), t(w2), t(b2)))
+    att = torch.sigmoid(
+        functional.conv2d(functional.silu(functional.conv2d(t(x), t(w1), t(b1))), t(w2), t(b2))
+    )
     expected = (t(x) * att).numpy().transpose(0, 2, 3, 1)
     layer = PixelGate(squeeze_channels=4)
     layer.build((None, 6, 6, 16))
@@ -55,12 +57,17 @@ def test_matches_the_authors_conv_module_through_the_converter_transform():
     layer.squeeze.bias.assign(b1)
     layer.excitation.kernel.assign(transforms.POINTWISE_TO_DENSE(w2, layer.excitation.kernel.shape))
     layer.excitation.bias.assign(b2)
-    np.testing.assert_allclose(to_numpy(layer(x.transpose(0, 2, 3, 1))), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(layer(x.transpose(0, 2, 3, 1))), expected, rtol=1e-4, atol=1e-5
+    )
 
 
 def test_same_weights_as_squeeze_excite_but_another_function():
     x = random_inputs([(4, 4, 16)], batch=2)[0]
-    gate, se = PixelGate(reduction=4), SqueezeExcite(reduction=4, use_bias=True, hidden_activation="swish")
+    gate, se = (
+        PixelGate(reduction=4),
+        SqueezeExcite(reduction=4, use_bias=True, hidden_activation="swish"),
+    )
     gate.build(x.shape)
     se.build(x.shape)
     assert [tuple(w.shape) for w in gate.weights] == [tuple(w.shape) for w in se.weights]
@@ -71,13 +78,19 @@ def test_same_weights_as_squeeze_excite_but_another_function():
 def test_defaults_and_attention_scores():
     layer = PixelGate()
     config = layer.get_config()
-    assert (config["reduction"], config["hidden_activation"], config["gate_activation"]) == (4, "swish", "sigmoid")
+    assert (config["reduction"], config["hidden_activation"], config["gate_activation"]) == (
+        4,
+        "swish",
+        "sigmoid",
+    )
     assert config["use_bias"] is True
     x = random_inputs([(3, 3, 8)], batch=2)[0]
     output, scores = layer(x, return_attention_scores=True)
     assert tuple(scores.shape) == (2, 3, 3, 8)
     np.testing.assert_allclose(to_numpy(output), x * to_numpy(scores), rtol=1e-5, atol=1e-6)
-    symbolic, symbolic_scores = PixelGate()(keras.Input((None, None, 8)), return_attention_scores=True)
+    symbolic, symbolic_scores = PixelGate()(
+        keras.Input((None, None, 8)), return_attention_scores=True
+    )
     assert tuple(symbolic.shape) == tuple(symbolic_scores.shape) == (None, None, None, 8)
 
 

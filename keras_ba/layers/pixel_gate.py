@@ -98,4 +98,3 @@ class PixelGate(SqueezeExcite):
         if not return_attention_scores:
             return output
         return output, keras.KerasTensor(shape, dtype=self.compute_dtype)
-
