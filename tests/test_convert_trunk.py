@@ -213,3 +213,32 @@ def test_efficientnet_trunk_mode():
     np.testing.assert_array_equal(
         conv, state["_blocks.1._expand_conv.weight"].transpose(2, 3, 1, 0)
     )
+
+
+class _OwnGate(keras.layers.Layer):
+    """A user's own attention (list input, one weight): no PyTorch counterpart."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1][-1],), initializer="ones", name="scale")
+
+    def call(self, inputs):
+        return inputs[-1] * keras.ops.sigmoid(self.scale)
+
+
+def test_trunk_mode_leaves_a_custom_attention_layer_alone(tiny_state):
+    def clone(layer):
+        if isinstance(layer, BridgeAttention):
+            return _OwnGate(name=layer.name)
+        return type(layer).from_config(layer.get_config())
+
+    model = keras.models.clone_model(tiny_model(), clone_function=clone)
+    own = [w for layer in model.layers if isinstance(layer, _OwnGate) for w in layer.weights]
+    before = snapshot(own)
+    with pytest.raises(ValueError, match="no counterpart .*conv2_block1_ba"):
+        load_torch_weights(model, tiny_state)
+    report = load_torch_weights(model, tiny_state, strict="trunk")
+    assert_trunk_loaded(model, tiny_state)
+    assert_unchanged(own, before)
+    assert sorted(report.not_loaded) == sorted(
+        (path, "no counterpart in the resnet layout") for path in before
+    )

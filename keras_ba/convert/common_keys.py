@@ -54,6 +54,14 @@ def collect_keys(model, layer_keys, family, allow_unmapped=False):
 
     Raises:
         ValueError: for layers without a counterpart, unless allowed.
+
+    Example:
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(inputs))
+    >>> keys, unmapped = collect_keys(model, lambda layer: module_keys(layer, "fc"), "toy")
+    >>> list(keys), unmapped
+    (['fc.weight', 'fc.bias'], [])
     """
     keys, unmapped = {}, []
     for layer in leaf_layers(model):

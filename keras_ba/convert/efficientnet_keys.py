@@ -67,7 +67,17 @@ def efficientnet_key_map(model):
 
 
 def layer_keys_fn(model):
-    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`."""
+    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`.
+
+    The block index of a layer depends on the model's blocks: `block2a` is
+    `_blocks.1` in B0.
+
+    Example:
+    >>> from keras_ba.applications import BAEfficientNetB0  # doctest: +SKIP
+    >>> model = BAEfficientNetB0()  # doctest: +SKIP
+    >>> list(layer_keys_fn(model)(model.get_layer("block2a_dwconv")))  # doctest: +SKIP
+    ['_blocks.1._depthwise_conv.weight']
+    """
     return functools.partial(_layer_keys, block_index=_block_indices(model))
 
 

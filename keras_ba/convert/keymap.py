@@ -30,6 +30,12 @@ class KeyMap:
             family's layout carries but no model uses (skipped by name).
         unmapped: layers with weights but no counterpart in the layout
             (only with `allow_unmapped=True`; e.g. a user's own attention).
+
+    Example:
+    >>> import re
+    >>> key_map = KeyMap("resnet", {}, "fc.", "fc", True, ((re.compile(r"^gate"), "unused"),))
+    >>> key_map.ignore_reason("gate1.0.weight"), key_map.ignore_reason("fc.weight")
+    ('unused', None)
     """
 
     family: str
@@ -41,7 +47,7 @@ class KeyMap:
     unmapped: list = dataclasses.field(default_factory=list)
 
     def ignore_reason(self, key):
-        """Why `key` is skipped by name, or None if it is not."""
+        """Why `key` is skipped by name, or None if it is not (see `KeyMap`)."""
         for pattern, reason in self.ignored:
             if pattern.search(key):
                 return reason

@@ -77,7 +77,15 @@ def mobilenet_v3_key_map(model):
 
 
 def layer_keys_fn(model):
-    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`."""
+    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`.
+
+    Example:
+    >>> import keras
+    >>> layer = keras.layers.BatchNormalization(name="expanded_conv_3_project_bn")
+    >>> layer.build((None, 4, 4, 8))
+    >>> list(layer_keys_fn(None)(layer))[0]
+    'features.4.conv2.1.weight'
+    """
     del model  # MobileNetV3 keys depend on the layer name only
     return _layer_keys
 

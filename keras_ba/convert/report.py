@@ -98,7 +98,12 @@ def _summary(keys):
 
 
 def listing(keys):
-    """The first `MAX_LISTED` of `keys`, comma-separated, and how many more."""
+    """The first `MAX_LISTED` of `keys`, comma-separated, and how many more.
+
+    Example:
+    >>> listing(["a", "b"])
+    'a, b'
+    """
     shown = ", ".join(keys[:MAX_LISTED])
     more = len(keys) - MAX_LISTED
     return shown + (f" ... and {more} more" if more > 0 else "")

@@ -62,7 +62,15 @@ def resnet_key_map(model):
 
 
 def layer_keys_fn(model):
-    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`."""
+    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`.
+
+    Example:
+    >>> import keras
+    >>> layer = keras.layers.Dense(3, name="mystery")
+    >>> layer.build((None, 2))
+    >>> layer_keys_fn(None)(layer) is None
+    True
+    """
     del model  # ResNet keys depend on the layer name only
     return _layer_keys
 
