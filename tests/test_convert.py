@@ -2,7 +2,9 @@
 
 Numerical claims are checked against the reduced official models in
 `reference/parity/*.npz` (weights and logits computed by the authors'
-PyTorch code), never against values this package produced.
+PyTorch code), never against values this package produced. The fixtures
+store the state dict under `w/<key>`; the tests strip that prefix and hand
+the converter the state dict as a user has it.
 """
 
 import json
@@ -13,16 +15,18 @@ import numpy as np
 import pytest
 from conftest import BACKEND, REFERENCE_DIR
 
-from keras_ba.applications import BAResNet
+from keras_ba.applications import BAEfficientNet, BAResNet
 from keras_ba.convert import (
     CheckpointMismatchError,
     ConversionReport,
     load_torch_weights,
     read_state_dict,
 )
+from keras_ba.layers import PixelGate, SqueezeExcite
 
 PARITY_DIR = REFERENCE_DIR / "parity"
 FIXTURES = ("bav1_basic", "bav1_bottleneck", "bav2_basic", "bav2_bottleneck")
+EFFICIENTNET_FIXTURE = "bav1_efficientnet_small"
 TOLERANCE = 1e-4
 
 
@@ -89,7 +93,7 @@ def small():
 def test_fixture_logits_match_official_code(name):
     data = load_fixture(name)
     model = fixture_model(data["meta"])
-    report = load_torch_weights(model, PARITY_DIR / f"{name}.npz")
+    report = load_torch_weights(model, data["weights"])
     assert report.num_mapped == len(data["weights"])
     diffs = {split: max_diff(model, data, split) for split in ("eval", "train")}
     assert max(diffs.values()) < TOLERANCE, f"{name} on {BACKEND}: max abs diffs {diffs}"
@@ -115,6 +119,86 @@ def test_channels_first_fixture():
     load_torch_weights(model, data["weights"])
     for split in ("eval", "train"):
         assert max_diff(model, data, split, "channels_first") < TOLERANCE
+
+
+# === BA-EfficientNet: the authors' unpooled first-block gate ===
+
+
+def efficientnet_fixture_model(meta, split):
+    """The fixture's model: the official global parameters, and for the
+    training-mode logits the overrides they were computed with (no dropout,
+    no drop-connect: both are random in training mode)."""
+    params = dict(meta["global_params"])
+    if split == "train":
+        params.update(meta["train_mode_overrides"])
+    return BAEfficientNet(
+        params["width_coefficient"],
+        params["depth_coefficient"],
+        params["image_size"],
+        dropout_rate=params["dropout_rate"],
+        drop_connect_rate=params["drop_connect_rate"],
+        depth_divisor=params["depth_divisor"],
+        classes=params["num_classes"],
+        attention=meta["version"],
+        reduction=meta["ba_reduction"],
+        classifier_activation=None,
+        input_shape=(64, 64, 3),
+    )
+
+
+def with_pooled_first_gate(model):
+    """`model` with its `PixelGate` swapped for a pooled `SqueezeExcite`
+    (same arguments, same weights): the mistake the fixture must catch."""
+
+    def clone(layer):
+        kind = SqueezeExcite if isinstance(layer, PixelGate) else type(layer)
+        return kind.from_config(layer.get_config())
+
+    swapped = keras.models.clone_model(model, clone_function=clone)
+    changed = [
+        a.name for a, b in zip(model.layers, swapped.layers, strict=True) if type(a) is not type(b)
+    ]
+    assert changed == ["block1a_se"]
+    return swapped
+
+
+@pytest.fixture(scope="module")
+def efficientnet_data():
+    return load_fixture(EFFICIENTNET_FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def efficientnet_models(efficientnet_data):
+    """`{split: model}`, built on first use and shared by the tests below."""
+    return {}
+
+
+def _efficientnet_model(data, models, split):
+    if split not in models:
+        models[split] = efficientnet_fixture_model(data["meta"], split)
+    return models[split]
+
+
+@pytest.mark.parametrize("split", ["eval", "train"])
+def test_efficientnet_fixture_logits_match_official_code(
+    efficientnet_data, efficientnet_models, split
+):
+    model = _efficientnet_model(efficientnet_data, efficientnet_models, split)
+    assert isinstance(model.get_layer("block1a_se"), PixelGate)
+    report = load_torch_weights(model, efficientnet_data["weights"])
+    assert report.num_mapped == len(efficientnet_data["weights"])
+    diff = max_diff(model, efficientnet_data, split)
+    assert diff < TOLERANCE, f"{EFFICIENTNET_FIXTURE} {split} on {BACKEND}: max abs diff {diff}"
+
+
+@pytest.mark.parametrize("split", ["eval", "train"])
+def test_efficientnet_parity_fails_with_a_pooled_first_gate(
+    efficientnet_data, efficientnet_models, split
+):
+    model = _efficientnet_model(efficientnet_data, efficientnet_models, split)
+    swapped = with_pooled_first_gate(model)
+    load_torch_weights(swapped, efficientnet_data["weights"])
+    assert max_diff(swapped, efficientnet_data, split) > TOLERANCE
 
 
 # === Sources ===
@@ -317,6 +401,54 @@ class _CreatesFileWhenUnpickled:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def _training_checkpoint(torch, weights, **extra):
+    """What training scripts save (the authors' `main.py` included)."""
+    state = {key: torch.from_numpy(value) for key, value in weights.items()}
+    return {
+        "epoch": 3,
+        "arch": "ba_resnet",
+        "best_prec1": np.float64(71.2),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def test_training_checkpoint_with_numpy_scalars_loads(tmp_path, small):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "checkpoint.pth.tar.pth"
+    optimizer = {"state": {0: {"momentum_buffer": torch.ones(2)}}, "param_groups": [{"lr": 0.1}]}
+    extras = dict(step=np.int64(12), lr=np.float32(0.1), done=np.bool_(False), optimizer=optimizer)
+    torch.save(_training_checkpoint(torch, small["weights"], **extras), path)
+    allowed_before = set(torch.serialization.get_safe_globals())
+    model = fixture_model(small["meta"])
+    report = load_torch_weights(model, path)
+    assert report.num_mapped == len(small["weights"])
+    assert max_diff(model, small, "eval") < TOLERANCE
+    assert any("'state_dict'" in note for note in report.notes)
+    # The allowlist is scoped to the read: PyTorch's global list is unchanged.
+    assert set(torch.serialization.get_safe_globals()) == allowed_before
+
+
+def test_numpy_array_or_object_dtype_in_a_wrapper_is_refused(tmp_path, small):
+    torch = pytest.importorskip("torch")
+    for name, extra in (("array", np.arange(3.0)), ("object", np.dtype("O"))):
+        path = tmp_path / f"{name}.pth"
+        torch.save(_training_checkpoint(torch, small["weights"], extra=extra), path)
+        with pytest.raises(ValueError, match="Refused to load .*pickled Python objects"):
+            read_state_dict(path)
+
+
+def test_pickled_object_beside_numpy_scalars_is_refused_not_executed(tmp_path, small):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "payload_ran"
+    path = tmp_path / "evil_checkpoint.pth"
+    checkpoint = _training_checkpoint(torch, small["weights"], x=_CreatesFileWhenUnpickled(marker))
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="Refused to load .*pickled Python objects"):
+        read_state_dict(path)
+    assert not marker.exists()
 
 
 def test_pickled_object_is_refused_not_executed(tmp_path):

@@ -1,4 +1,5 @@
-"""`keras-ba convert`: checkpoint in, `.keras` out, fixture logits kept."""
+"""`keras-ba convert`: checkpoint in, `.keras` out, fixture logits kept;
+`--from torchvision`: an ImageNet trunk under freshly initialised attention."""
 
 import json
 
@@ -93,3 +94,47 @@ def test_bad_arch_exits_non_zero(tmp_path, ddp_checkpoint):
     assert not output.exists()
     if BACKEND != "torch":  # PyTorch is imported only to read a .pth file
         assert "torch imported: False" in result.stdout
+
+
+@pytest.fixture()
+def torchvision_checkpoint(tmp_path):
+    """A reduced torchvision-layout ResNet (basic blocks) as a hub-style .pth."""
+    torch = pytest.importorskip("torch")
+    from torchvision_layout import torchvision_resnet
+
+    state = torchvision_resnet([1, 1, 1, 1], "basic", widths=[16, 16, 16, 16], stem=8, classes=7)
+    path = tmp_path / "resnet_tiny-0123abcd.pth"
+    torch.save({key: torch.from_numpy(value) for key, value in state.items()}, path)
+    return path, state
+
+
+def _tiny_args():
+    return ["--arch", "ba_resnet18", "--depths", "1", "1", "1", "1",
+            "--widths", "16", "16", "16", "16", "--stem-filters", "8", "--block", "basic"]  # fmt: skip
+
+
+def test_from_torchvision_loads_the_trunk(tmp_path, torchvision_checkpoint, capsys):
+    checkpoint, state = torchvision_checkpoint
+    output = tmp_path / "warm.keras"
+    argv = ["convert", str(checkpoint), "--from", "torchvision", *_tiny_args()]
+    argv += ["--attention", "bav2", "--classes", "3", "--list", "-o", str(output)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "resnet layout in trunk mode" in printed
+    assert "not loaded: conv2_block1_ba/" in printed and "(attention, trunk mode)" in printed
+    assert "not loaded: predictions/kernel (classifier of another size)" in printed
+    model = keras.saving.load_model(output, safe_mode=True)
+    assert model.get_layer("conv2_block1_ba").version == "v2" and model.output_shape == (None, 3)
+    kernel = keras.ops.convert_to_numpy(model.get_layer("conv3_block1_1_conv").kernel)
+    np.testing.assert_array_equal(kernel, state["layer2.0.conv1.weight"].transpose(2, 3, 1, 0))
+
+
+def test_trunk_checkpoint_without_from_fails_with_a_hint(tmp_path, torchvision_checkpoint, capsys):
+    checkpoint, _ = torchvision_checkpoint
+    argv = ["convert", str(checkpoint), *_tiny_args(), "--attention", "bav1"]
+    assert main(argv + ["-o", str(tmp_path / "m.keras")]) == 1
+    assert "--from torchvision" in capsys.readouterr().err
+    argv += ["--from", "timm", "--non-strict", "-o", str(tmp_path / "m.keras")]
+    assert main(argv) == 1
+    assert "--non-strict cannot be combined with --from timm" in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists()

@@ -3,7 +3,8 @@
 `reference/official_keys/*.json` lists every key and shape of the official
 models; each must map to exactly one Keras weight of the right shape, and
 every Keras weight must be covered. The layout transforms are checked
-numerically against PyTorch's own conv/linear functions.
+numerically against PyTorch's own conv/linear functions. Full-size models are
+built without computing initial values (`shapes_only`).
 """
 
 import json
@@ -11,12 +12,21 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR, official_keys, trainable_count
+from conftest import REFERENCE_DIR, official_keys, shapes_only, trainable_count
 from keras import layers
 
 from keras_ba import applications
 from keras_ba.convert import build_key_map, load_torch_weights, transforms
 from keras_ba.layers import BridgeAttention, SqueezeExcite
+
+# The other architectures the authors released: layout file -> builder.
+OTHER_LAYOUTS = {
+    "bav1_resnext50": applications.BAResNeXt50_32x4d,
+    "bav1_resnext101": applications.BAResNeXt101_32x4d,
+    "bav1_mobilenetv3_small": applications.BAMobileNetV3Small,
+    "bav1_mobilenetv3_large": applications.BAMobileNetV3Large,
+    "bav1_efficientnet_small": lambda: applications.BAEfficientNet(0.5, 0.5, 64, classes=10),
+}
 
 RESNETS = [
     f"{attention}_resnet{depth}"
@@ -41,9 +51,12 @@ def _mapped_shapes(key_map):
     }
 
 
-def assert_key_map_matches(model, reference):
+def assert_key_map_matches(model, reference, unused=()):
+    """`unused`: official keys the converter must skip by name."""
     key_map = build_key_map(model)
     official, mapped = _official_shapes(reference), _mapped_shapes(key_map)
+    assert sorted(k for k in official if key_map.ignore_reason(k)) == sorted(unused)
+    official = {k: v for k, v in official.items() if k not in unused}
     assert sorted(set(official) - set(mapped)) == [], "official keys without a Keras weight"
     assert sorted(set(mapped) - set(official)) == [], "Keras keys absent from the official model"
     wrong = {k: (official[k], mapped[k]) for k in official if official[k] != mapped[k]}
@@ -51,7 +64,7 @@ def assert_key_map_matches(model, reference):
     variables = [id(target.variable) for target in key_map.targets.values()]
     assert len(set(variables)) == len(variables), "a Keras weight is mapped twice"
     assert set(variables) == {id(w) for w in model.weights}, "Keras weights not covered"
-    assert trainable_count(model) == reference["total_params"]
+    return key_map
 
 
 def _build_resnet(name):
@@ -65,7 +78,10 @@ def _build_resnet(name):
 @pytest.mark.large
 @pytest.mark.parametrize("name", RESNETS)
 def test_official_resnet_layout_is_covered(name):
-    assert_key_map_matches(_build_resnet(name), official_keys(name))
+    model = _build_resnet(name)
+    reference = official_keys(name)
+    assert_key_map_matches(model, reference)
+    assert trainable_count(model) == reference["total_params"]
 
 
 @pytest.mark.large
@@ -74,7 +90,57 @@ def test_official_efficientnet_b0_layout_is_covered():
         pytest.skip("keras_ba.applications.BAEfficientNetB0 is not available yet")
     with keras.StatelessScope(initialize_variables=False):
         model = applications.BAEfficientNetB0(classes=1000)
-    assert_key_map_matches(model, official_keys("bav1_efficientnet_b0"))
+    reference = official_keys("bav1_efficientnet_b0")
+    assert_key_map_matches(model, reference)
+    assert trainable_count(model) == reference["total_params"]
+
+
+def _resnext_gate_keys(reference):
+    """BA_resnext.py's `gate{s}` of each stage and the `Gate` of each block."""
+    return [k for k, _ in reference["state_dict"] if k.startswith("gate") or ".Gate." in k]
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("name", sorted(OTHER_LAYOUTS))
+def test_official_layout_is_covered(name):
+    model = shapes_only(OTHER_LAYOUTS[name])
+    reference = official_keys(name)
+    gates = _resnext_gate_keys(reference)
+    key_map = assert_key_map_matches(model, reference, unused=gates)
+    # PyTorch counts a shared parameter once: every block's `Gate` is its
+    # stage's `gate{s}` (same shape), so only `gate{1..4}` add to the total.
+    shapes = dict(_official_shapes(reference))
+    stage_gates = [k for k in gates if k.startswith("gate")]
+    for key in gates:
+        stage = key[len("layer")] if key.startswith("layer") else None
+        assert stage is None or shapes[key] == shapes[f"gate{stage}.0.weight"]
+    unused_params = sum(int(np.prod(shapes[k])) for k in stage_gates)
+    assert trainable_count(model) + unused_params == reference["total_params"]
+    if name.startswith("bav1_resnext"):
+        assert len(stage_gates) == 4 and unused_params == 43_520
+    else:
+        assert gates == []
+    assert {t.role for t in key_map.targets.values()} == {"trunk", "attention", "head"}
+
+
+def test_resnext_gate_keys_are_skipped_and_reported():
+    """A BA-ResNeXt checkpoint loads with its unused gates named in the report."""
+    model = applications.BAResNet(
+        [1, 1, 1, 1], [16, 16, 16, 16], groups=4, width_per_group=16, stem_filters=8,
+        classes=3, input_shape=(32, 32, 3),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    state = {
+        key: rng.standard_normal(target.transform.torch_shape(tuple(target.variable.shape)))
+        for key, target in build_key_map(model).targets.items()
+    }
+    gates = {"gate1.0.weight": (2, 4), "layer1.0.Gate.0.weight": (2, 4)}
+    state.update({key: np.zeros(shape, "float32") for key, shape in gates.items()})
+    report = load_torch_weights(model, state)
+    assert report.num_mapped == len(state) - 2 == len(model.weights)
+    assert sorted(report.skipped) == sorted(gates)
+    assert any("never uses" in note and "gate1.0.weight" in note for note in report.notes)
+    assert "skipped 2 entries" in str(report)
 
 
 @pytest.mark.large
@@ -192,6 +258,21 @@ def test_depthwise_transform_matches_torch(torch_functional):
     np.testing.assert_allclose(_keras_out(layer, x), expected.numpy(), atol=1e-5)
 
 
+def test_linear_to_pointwise_transform_matches_torch(torch_functional):
+    """MobileNetV3's head Linear (`classifier.0`) as Keras' 1x1 `conv_2`."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 7)).astype("float32")
+    weight = rng.standard_normal((5, 7)).astype("float32")
+    layer = layers.Conv2D(5, 1, use_bias=False)
+    layer.build((None, 1, 1, 7))
+    layer.kernel.assign(transforms.LINEAR_TO_POINTWISE(weight, layer.kernel.shape))
+    expected = torch_functional.linear(torch.from_numpy(x), torch.from_numpy(weight))
+    output = keras.ops.convert_to_numpy(layer(x[:, None, None, :]))[:, 0, 0, :]
+    np.testing.assert_allclose(output, expected.numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("transform", [transforms.LINEAR, transforms.POINTWISE_TO_DENSE])
 def test_dense_transforms_match_torch(torch_functional, transform):
     import torch
@@ -212,7 +293,7 @@ def test_dense_transforms_match_torch(torch_functional, transform):
 
 def test_official_key_files_are_what_the_tests_expect():
     names = sorted(p.stem for p in (REFERENCE_DIR / "official_keys").glob("*.json"))
-    assert set(RESNETS) | {"bav1_efficientnet_b0"} == set(names)
+    assert set(RESNETS) | {"bav1_efficientnet_b0"} | set(OTHER_LAYOUTS) == set(names)
     assert (
         json.loads((REFERENCE_DIR / "official_keys" / "bav1_resnet50.json").read_text())[
             "total_params"

@@ -43,7 +43,11 @@ from keras_ba.applications.resnet import (
     BAResNet152,
     BAResNetBackbone,
 )
-from keras_ba.applications.resnext import BAResNeXt50_32x4d, BAResNeXt101_32x8d
+from keras_ba.applications.resnext import (
+    BAResNeXt50_32x4d,
+    BAResNeXt101_32x4d,
+    BAResNeXt101_32x8d,
+)
 
 __all__ = [
     "BAEfficientNet",
@@ -61,6 +65,7 @@ __all__ = [
     "BAMobileNetV3Large",
     "BAMobileNetV3Small",
     "BAResNeXt50_32x4d",
+    "BAResNeXt101_32x4d",
     "BAResNeXt101_32x8d",
     "BAResNet",
     "BAResNet18",

@@ -6,9 +6,12 @@ an expansion conv, Bridge Attention (`block{stage}{letter}_ba`) replaces
 squeeze-and-excitation: it bridges the expansion output and the depthwise
 output, `[swish(bn(expand x)), swish(bn(depthwise .))]`, with reduction 6
 (bottleneck `expanded // 6`), a swish hidden activation and a sigmoid gate,
-and recalibrates the depthwise output before the projection conv. Blocks without an expansion conv (the
-first block, `block1a`) keep plain squeeze-and-excitation with biases and a
-bottleneck of a quarter of the block's input filters. This is the authors'
+and recalibrates the depthwise output before the projection conv. Blocks
+without an expansion conv (the first block, `block1a_se`) have a single
+feature: there the authors apply their SE-shaped 1x1 convs (biases, a quarter
+of the block's input filters) per pixel, without pooling, which
+`keras_ba.layers.PixelGate` implements (same weights as SE, a different
+function). This is the authors'
 `BA_effcientnet.py` (built on lukemelas/EfficientNet-PyTorch), whose
 BA-EfficientNet-B0 has 8,418,640 parameters with 1000 classes; this module
 builds exactly that count.
@@ -39,6 +42,7 @@ from keras_ba import _validation
 from keras_ba.applications import blocks, classifier
 from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.preprocessing import preprocess_input
+from keras_ba.layers.pixel_gate import PixelGate
 from keras_ba.layers.registry import apply_attention
 from keras_ba.layers.squeeze_excite import SqueezeExcite
 
@@ -198,8 +202,11 @@ def _block_letter(index):
 # === Attention in a block ===
 
 
-def squeeze_excite(features, name, filters_in, se_ratio, data_format, dtype):
+def squeeze_excite(features, name, filters_in, se_ratio, data_format, dtype, layer=SqueezeExcite):
     """`keras.applications`' EfficientNet SE: biases, a quarter of the block input.
+
+    `layer=PixelGate` gives the same weights applied per pixel (the authors'
+    first-block gate).
 
     Example:
     >>> y = squeeze_excite([keras.Input((4, 4, 96))], "block2a_se", 16, 0.25,
@@ -207,7 +214,7 @@ def squeeze_excite(features, name, filters_in, se_ratio, data_format, dtype):
     >>> y._keras_history.operation.squeeze_channels
     4
     """
-    return SqueezeExcite(
+    return layer(
         squeeze_channels=max(1, int(filters_in * se_ratio)),
         use_bias=True,
         hidden_activation=ACTIVATION,
@@ -221,15 +228,18 @@ def first_block_attention(features, name, filters_in, se_ratio, data_format, dty
     """The authors' attention in a block without expansion conv (one feature).
 
     Bridge Attention needs two or more features; the authors' block keeps
-    an SE-like gate there, named `{name}_se`.
+    SE's 1x1 convs there but applies them per pixel, without pooling
+    (`PixelGate`, named `{name}_se` like the SE it replaces).
 
     Example:
     >>> y = first_block_attention([keras.Input((8, 8, 16))], "block1a", 16, 0.25,
     ...                           "channels_last", None)
-    >>> y._keras_history.operation.name
-    'block1a_se'
+    >>> type(y._keras_history.operation).__name__, y._keras_history.operation.name
+    ('PixelGate', 'block1a_se')
     """
-    return squeeze_excite(features, f"{name}_se", filters_in, se_ratio, data_format, dtype)
+    return squeeze_excite(
+        features, f"{name}_se", filters_in, se_ratio, data_format, dtype, layer=PixelGate
+    )
 
 
 def _block_attend(attention, filters_in, se_ratio, reduction, data_format, dtype):

@@ -15,6 +15,7 @@ MODEL_BUILDERS = {
     "ba_resnet101": "BAResNet101",
     "ba_resnet152": "BAResNet152",
     "ba_resnext50_32x4d": "BAResNeXt50_32x4d",
+    "ba_resnext101_32x4d": "BAResNeXt101_32x4d",
     "ba_resnext101_32x8d": "BAResNeXt101_32x8d",
     **{f"ba_efficientnet_b{i}": f"BAEfficientNetB{i}" for i in range(8)},
     "ba_mobilenet_v3_small": "BAMobileNetV3Small",

@@ -1,4 +1,4 @@
-"""BA-ResNeXt: ResNeXt-50 (32x4d) and ResNeXt-101 (32x8d) with Bridge Attention.
+"""BA-ResNeXt: ResNeXt-50 (32x4d) and ResNeXt-101 (32x4d, 32x8d) with Bridge Attention.
 
 ResNeXt is the ResNet bottleneck with a grouped 3x3 conv (`groups`
 cardinality, `width_per_group` channels per group), so these are
@@ -7,7 +7,8 @@ cardinality, `width_per_group` channels per group), so these are
 placement (all three conv outputs of a bottleneck bridged, the last one
 recalibrated before the shortcut is added), same PyTorch conventions
 (torchvision's `resnext50_32x4d` / `resnext101_32x8d` trunk, v1.5 strides,
-symmetric padding, BatchNorm epsilon 1e-5).
+symmetric padding, BatchNorm epsilon 1e-5). The authors'
+`ba_resnext50` / `ba_resnext101` (`BA_resnext.py`) are the 32x4d models.
 
 Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
 mean/std), as for BA-ResNet.
@@ -19,11 +20,12 @@ Example:
 
 from keras_ba.applications.resnet import BAResNet, preprocess_input
 
-__all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
+__all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
 
 # name -> (blocks per stage, groups, width per group)
 RESNEXT_CONFIGS = {
     "50_32x4d": ([3, 4, 6, 3], 32, 4),
+    "101_32x4d": ([3, 4, 23, 3], 32, 4),  # the authors' ba_resnext101
     "101_32x8d": ([3, 4, 23, 3], 32, 8),
 }
 
@@ -98,6 +100,35 @@ def BAResNeXt50_32x4d(
     )
 
 
+def BAResNeXt101_32x4d(
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    attention="bav1",
+    reduction=16,
+    data_format=None,
+    name="ba_resnext101_32x4d",
+):
+    return _resnext_variant(
+        "101_32x4d",
+        include_top,
+        weights,
+        input_tensor,
+        input_shape,
+        pooling,
+        classes,
+        classifier_activation,
+        attention,
+        reduction,
+        data_format,
+        name,
+    )
+
+
 def BAResNeXt101_32x8d(
     include_top=True,
     weights=None,
@@ -127,7 +158,11 @@ def BAResNeXt101_32x8d(
     )
 
 
-for _key, _function in (("50_32x4d", BAResNeXt50_32x4d), ("101_32x8d", BAResNeXt101_32x8d)):
+for _key, _function in (
+    ("50_32x4d", BAResNeXt50_32x4d),
+    ("101_32x4d", BAResNeXt101_32x4d),
+    ("101_32x8d", BAResNeXt101_32x8d),
+):
     _blocks, _groups, _width = RESNEXT_CONFIGS[_key]
     _function.__doc__ = VARIANT_DOCSTRING.format(
         depth=_key.split("_")[0], groups=_groups, width=_width, blocks=_blocks

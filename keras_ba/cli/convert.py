@@ -1,8 +1,10 @@
-"""`keras-ba convert`: an authors' PyTorch checkpoint -> a `.keras` file.
+"""`keras-ba convert`: a PyTorch checkpoint -> a `.keras` file.
 
 Example:
     keras-ba convert ba_resnet50.pth --arch ba_resnet50 --attention bav1 \
         -o ba_resnet50.keras
+    keras-ba convert resnet50-11ad3fa6.pth --from torchvision \
+        --arch ba_resnet50 --classes 10 -o ba_resnet50_warm.keras
 """
 
 import inspect
@@ -10,8 +12,11 @@ import os
 import sys
 import uuid
 
-ATTENTIONS = ("bav1", "bav2", "se", "none")
 CUSTOM_RESNET_ARGS = ("depths", "widths", "stem_filters", "block")
+# --from: where the checkpoint comes from. "authors": a checkpoint of the
+# model itself (all keys, strict); "torchvision" / "timm": an ImageNet model
+# of the same trunk without Bridge Attention (the trunk mode).
+ORIGINS = ("authors", "torchvision", "timm")
 
 
 def register(subparsers):
@@ -26,20 +31,37 @@ def register(subparsers):
     """
     parser = subparsers.add_parser(
         "convert",
-        help="convert an authors' PyTorch checkpoint into a .keras model",
+        help="convert a PyTorch checkpoint (authors', torchvision, timm) into a .keras model",
         description="Builds a keras_ba model, loads a PyTorch state dict "
         "(.pth/.pt read with weights_only=True, .safetensors or .npz) into it "
-        "with keras_ba.convert.load_torch_weights, and saves it as .keras.",
+        "with keras_ba.convert.load_torch_weights, and saves it as .keras. "
+        "With --from torchvision or timm, the checkpoint is an ImageNet "
+        "ResNet/ResNeXt without attention: its trunk is loaded and the "
+        "attention layers stay freshly initialised (strict='trunk').",
     )
     parser.add_argument("checkpoint", help="the .pth/.pt/.safetensors/.npz file")
     parser.add_argument("--arch", required=True, help="model name, e.g. ba_resnet50")
     parser.add_argument(
-        "--attention",
-        choices=ATTENTIONS,
-        help="attention of the checkpoint (default: detected from its keys)",
+        "--from",
+        dest="origin",
+        choices=ORIGINS,
+        default="authors",
+        help="where the checkpoint comes from: 'authors' (a checkpoint of the "
+        "model itself, every key must match; default) or 'torchvision' / "
+        "'timm' (an ImageNet trunk: attention layers stay initialised)",
     )
     parser.add_argument(
-        "--classes", type=int, help="classifier size (default: read from the checkpoint)"
+        "--attention",
+        metavar="NAME",
+        help="attention of the model: a name registered in keras_ba.layers "
+        "(built in: bav1, bav2, se) or none (default: detected from the checkpoint's "
+        "keys; with --from torchvision/timm: the model's default, bav1)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        help="classifier size (default: read from the checkpoint; with --from "
+        "torchvision/timm a different size leaves the classifier initialised)",
     )
     parser.add_argument(
         "--classifier-activation",
@@ -58,7 +80,9 @@ def register(subparsers):
         help="allow missing and unexpected keys (they are listed)",
     )
     parser.add_argument(
-        "--list", action="store_true", help="print every PyTorch key -> Keras weight pair"
+        "--list",
+        action="store_true",
+        help="print every PyTorch key -> Keras weight pair, and every weight not loaded",
     )
     parser.add_argument("-o", "--output", required=True, help="the .keras file to write")
     parser.set_defaults(func=run)
@@ -81,6 +105,8 @@ def run(args):
     if args.list:
         for key, path, transform in report.mapped:
             print(f"  {key} -> {path} ({transform})")
+        for path, reason in report.not_loaded:
+            print(f"  not loaded: {path} ({reason})")
     print(f"Wrote {output}")
     return 0
 
@@ -96,10 +122,18 @@ def convert(args):
 
     if not args.output.endswith(".keras"):
         raise ValueError(f"The output file must end with '.keras'. Received: {args.output!r}")
+    trunk = args.origin != "authors"
+    if trunk and args.non_strict:
+        raise ValueError(
+            f"--non-strict cannot be combined with --from {args.origin}: the "
+            "trunk mode already leaves the attention layers (and a classifier "
+            "of another size) as they are, and checks everything else."
+        )
     builder = get_model_builder(args.arch)
     state = read_state_dict(args.checkpoint)
     model = build_model(args, builder, state)
-    report = load_torch_weights(model, state, strict=not args.non_strict)
+    strict = "trunk" if trunk else not args.non_strict
+    report = load_torch_weights(model, state, strict=strict)
     save_atomically(model, args.output)
     return report, args.output
 
@@ -107,13 +141,23 @@ def convert(args):
 def build_model(args, builder, state):
     """The model of `builder` (`args.arch`), configured for `state`."""
     from keras_ba.convert import detect_attention
+    from keras_ba.convert.attention import attention_names
 
+    if args.attention not in (None, "none", *attention_names()):
+        raise ValueError(
+            f"--attention must be one of {(*attention_names(), 'none')}. "
+            f"Received: --attention {args.attention!r}"
+        )
     kwargs = {"classes": args.classes or _checkpoint_classes(state)}
     kwargs["classifier_activation"] = (
         None if args.classifier_activation == "none" else args.classifier_activation
     )
-    attention = args.attention or detect_attention(state)
-    if "attention" in inspect.signature(builder).parameters:
+    parameters = inspect.signature(builder).parameters
+    if "attention" in parameters:
+        if args.origin == "authors":
+            attention = args.attention or detect_attention(state)
+        else:  # an ImageNet trunk: the BA model asked for, bav1 by default
+            attention = args.attention or parameters["attention"].default
         kwargs["attention"] = None if attention in ("none", None) else attention
     if any(getattr(args, name) is not None for name in CUSTOM_RESNET_ARGS):
         return _custom_resnet(args, kwargs)
@@ -121,7 +165,7 @@ def build_model(args, builder, state):
 
 
 def _checkpoint_classes(state):
-    for key in ("fc.weight", "_fc.weight", "classifier.weight"):
+    for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight"):
         if key in state:
             return int(state[key].shape[0])
     return 1000

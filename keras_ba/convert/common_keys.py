@@ -1,22 +1,80 @@
 """Key-map pieces shared by the model families: one Keras layer -> keys.
 
 A key map is an ordered `dict` from a PyTorch state-dict key to a
-`Target` (the Keras variable and the `Transform` that produces it).
+`Target`: the Keras variable, the `Transform` that produces it, and its
+role (`"trunk"`, `"attention"` or `"head"`), which the trunk mode of
+`load_torch_weights` uses to leave attention layers as they are.
 """
 
 import collections
 
+import keras
 from keras import layers
 
 from keras_ba.convert import transforms
 from keras_ba.layers import BridgeAttention, SqueezeExcite
 
-Target = collections.namedtuple("Target", ["variable", "transform"])
+TRUNK, ATTENTION, HEAD = "trunk", "attention", "head"
+Target = collections.namedtuple("Target", ["variable", "transform", "role"], defaults=(TRUNK,))
 
 
-def _add(keys, name, variable, transform=transforms.IDENTITY):
+def _add(keys, name, variable, transform=transforms.IDENTITY, role=TRUNK):
     if variable is not None:
-        keys[name] = Target(variable, transform)
+        keys[name] = Target(variable, transform, role)
+
+
+def leaf_layers(model):
+    """The layers of `model`, nested models flattened, in order.
+
+    Example:
+    >>> import keras
+    >>> inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    >>> [layer.name for layer in leaf_layers(keras.Sequential([inner]))]
+    ['d']
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from leaf_layers(layer)
+        else:
+            yield layer
+
+
+def collect_keys(model, layer_keys, family, allow_unmapped=False):
+    """Runs `layer_keys(layer)` over every layer with weights.
+
+    Args:
+        model: the Keras model.
+        layer_keys: `f(layer) -> {key: Target}`, or None for a layer with no
+            counterpart in the family's layout.
+        family: the family name, for the error message.
+        allow_unmapped: if False, layers without a counterpart raise.
+
+    Returns:
+        `(keys, unmapped_layers)`.
+
+    Raises:
+        ValueError: for layers without a counterpart, unless allowed.
+
+    Example:
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(inputs))
+    >>> keys, unmapped = collect_keys(model, lambda layer: module_keys(layer, "fc"), "toy")
+    >>> list(keys), unmapped
+    (['fc.weight', 'fc.bias'], [])
+    """
+    keys, unmapped = {}, []
+    for layer in leaf_layers(model):
+        if not layer.weights:
+            continue
+        layer_map = layer_keys(layer)
+        if layer_map is None:
+            unmapped.append(layer)
+        else:
+            keys.update(layer_map)
+    if unmapped and not allow_unmapped:
+        raise unmapped_layers_error([layer.name for layer in unmapped], family)
+    return keys, unmapped
 
 
 def batch_norm_keys(layer, prefix):
@@ -95,6 +153,29 @@ def bridge_attention_keys(layer, prefix):
     return _bav2_keys(layer, prefix)
 
 
+def attention_keys(layer, prefix, se_transform=transforms.LINEAR, se_prefix=None):
+    """Keys of a known attention layer, or None for another kind.
+
+    `BridgeAttention` -> `bridge_attention_keys(layer, prefix)`;
+    `SqueezeExcite` (and `PixelGate`, which has the same weights) ->
+    `squeeze_excite_keys(layer, se_prefix or prefix, se_transform)`. A layer
+    of any other class (a user's own attention) has no counterpart in the
+    authors' layouts.
+
+    Example:
+    >>> from keras_ba.layers import SqueezeExcite
+    >>> se = SqueezeExcite(reduction=16)
+    >>> se.build((None, 4, 4, 64))
+    >>> sorted({t.role for t in attention_keys(se, "se", se_prefix="se.fc").values()})
+    ['attention']
+    """
+    if isinstance(layer, BridgeAttention):
+        return bridge_attention_keys(layer, prefix)
+    if isinstance(layer, SqueezeExcite):
+        return squeeze_excite_keys(layer, se_prefix or prefix, se_transform)
+    return None
+
+
 def _bav1_keys(layer, prefix):
     keys = {}
     last = layer.num_features - 1
@@ -105,7 +186,7 @@ def _bav1_keys(layer, prefix):
         keys.update(kernel_keys(dense, f"{module}.0", transforms.LINEAR))
         keys.update(batch_norm_keys(norm, f"{module}.1"))
     keys.update(kernel_keys(layer.excitation, f"{prefix}.generation.1", transforms.LINEAR))
-    return keys
+    return _as_attention(keys)
 
 
 def _bav2_keys(layer, prefix):
@@ -115,15 +196,16 @@ def _bav2_keys(layer, prefix):
     keys.update(kernel_keys(layer.selection, f"{prefix}.proj", transforms.LINEAR))
     keys.update(batch_norm_keys(layer.norm, f"{prefix}.generation.0"))
     keys.update(kernel_keys(layer.excitation, f"{prefix}.generation.2", transforms.LINEAR))
-    return keys
+    return _as_attention(keys)
 
 
 def squeeze_excite_keys(layer, prefix, transform=transforms.LINEAR):
     """Keys of an SE module stored as `{prefix}.0` (squeeze), `{prefix}.2`.
 
-    The authors' SE-ResNet uses Linear layers (`se.fc.0`, `se.fc.2`); their
-    EfficientNet uses 1x1 convs with bias (`att.0`, `att.2`), mapped with
-    `transforms.POINTWISE_TO_DENSE`.
+    The authors' SE-ResNet uses Linear layers (`se.fc.0`, `se.fc.2`), their
+    MobileNetV3 too (`att.fc.0`, `att.fc.2`, with bias); their EfficientNet's
+    first block uses 1x1 convs with bias (`att.0`, `att.2`, a `PixelGate`),
+    mapped with `transforms.POINTWISE_TO_DENSE`.
 
     Example:
     >>> from keras_ba.layers import SqueezeExcite
@@ -136,7 +218,11 @@ def squeeze_excite_keys(layer, prefix, transform=transforms.LINEAR):
         raise ValueError(f"Layer {layer.name!r} is not a SqueezeExcite layer.")
     keys = kernel_keys(layer.squeeze, f"{prefix}.0", transform)
     keys.update(kernel_keys(layer.excitation, f"{prefix}.2", transform))
-    return keys
+    return _as_attention(keys)
+
+
+def _as_attention(keys):
+    return {key: target._replace(role=ATTENTION) for key, target in keys.items()}
 
 
 def unmapped_layers_error(names, family):

@@ -6,19 +6,26 @@
 | `block{s}{x}_expand_conv` / `_expand_bn` | `_blocks.{k}._expand_conv` / `._bn0` |
 | `block{s}{x}_dwconv` / `_bn`           | `_blocks.{k}._depthwise_conv` / `._bn1` |
 | `block{s}{x}_ba` (BridgeAttention v1)  | `_blocks.{k}.att.*` (BA module) |
-| `block{s}{x}_se` (SqueezeExcite, bias) | `_blocks.{k}.att.0` / `.att.2` (1x1 convs) |
+| `block1a_se` (PixelGate, first block)  | `_blocks.0.att.0` / `.att.2` (1x1 convs, bias) |
+| `block{s}{x}_se` (`attention="se"`)    | `_blocks.{k}.att.0` / `.att.2` |
 | `block{s}{x}_project_conv` / `_bn`     | `_blocks.{k}._project_conv` / `._bn2` |
 | `top_conv`, `top_bn`, `predictions`    | `_conv_head`, `_bn1`, `_fc`    |
 
-`k` counts the blocks in build order, stage by stage (`block1a` is 0).
+`k` counts the blocks in build order, stage by stage (`block1a` is 0). The
+authors' first block applies its 1x1 convs per pixel (`PixelGate`); they
+are stored as Conv2d `[out, in, 1, 1]` and become the gate's Dense kernels.
 """
 
+import functools
 import re
 
 from keras_ba.convert import common_keys, transforms
 
 FAMILY = "efficientnet"
 HEAD_PREFIX = "_fc."
+CLASSIFIER = "_fc"  # the Linear that becomes `predictions`
+MARKER = "stem_conv"
+IGNORED = ()
 _TOP = {
     "stem_conv": "_conv_stem",
     "stem_bn": "_bn0",
@@ -45,7 +52,7 @@ def efficientnet_key_map(model):
             (or another width/depth), layer names unchanged.
 
     Returns:
-        An ordered dict `{torch_key: Target(variable, transform)}`.
+        An ordered dict `{torch_key: Target(variable, transform, role)}`.
 
     Raises:
         ValueError: if a layer with weights has no PyTorch counterpart.
@@ -56,25 +63,28 @@ def efficientnet_key_map(model):
     >>> tuple(keys["_blocks.1.att.cur_fusion.0.weight"].variable.shape)  # doctest: +SKIP
     (96, 16)
     """
-    block_index = _block_indices(model)
-    keys, unmapped = {}, []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        layer_keys = _layer_keys(layer, block_index)
-        if layer_keys is None:
-            unmapped.append(layer.name)
-        else:
-            keys.update(layer_keys)
-    if unmapped:
-        raise common_keys.unmapped_layers_error(unmapped, FAMILY)
-    return keys
+    return common_keys.collect_keys(model, layer_keys_fn(model), FAMILY)[0]
+
+
+def layer_keys_fn(model):
+    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`.
+
+    The block index of a layer depends on the model's blocks: `block2a` is
+    `_blocks.1` in B0.
+
+    Example:
+    >>> from keras_ba.applications import BAEfficientNetB0  # doctest: +SKIP
+    >>> model = BAEfficientNetB0()  # doctest: +SKIP
+    >>> list(layer_keys_fn(model)(model.get_layer("block2a_dwconv")))  # doctest: +SKIP
+    ['_blocks.1._depthwise_conv.weight']
+    """
+    return functools.partial(_layer_keys, block_index=_block_indices(model))
 
 
 def _block_indices(model):
     """`{"block2a": 1, ...}`: torch `_blocks` index of each Keras block."""
     blocks = set()
-    for layer in model.layers:
+    for layer in common_keys.leaf_layers(model):
         match = _BLOCK.match(layer.name)
         if match and layer.weights:
             blocks.add((int(match.group(1)), len(match.group(2)), match.group(2)))
@@ -91,10 +101,8 @@ def _layer_keys(layer, block_index):
     prefix = f"_blocks.{block_index[f'block{stage}{letters}']}"
     if part in _PARTS:
         return common_keys.module_keys(layer, f"{prefix}.{_PARTS[part]}")
-    if part == "ba":
-        return common_keys.bridge_attention_keys(layer, f"{prefix}.att")
-    if part == "se":
-        return common_keys.squeeze_excite_keys(
-            layer, f"{prefix}.att", transforms.POINTWISE_TO_DENSE
+    if part in ("ba", "se"):
+        return common_keys.attention_keys(
+            layer, f"{prefix}.att", se_transform=transforms.POINTWISE_TO_DENSE
         )
     return None

@@ -2,17 +2,14 @@
 
 import dataclasses
 
-from keras_ba.convert import efficientnet_keys, resnet_keys
+from keras_ba.convert import common_keys, efficientnet_keys, mobilenet_v3_keys, resnet_keys
+from keras_ba.convert.attention import detect_attention
 
-_FAMILIES = {
-    resnet_keys.FAMILY: (resnet_keys.resnet_key_map, resnet_keys.HEAD_PREFIX, "conv1_conv"),
-    efficientnet_keys.FAMILY: (
-        efficientnet_keys.efficientnet_key_map,
-        efficientnet_keys.HEAD_PREFIX,
-        "stem_conv",
-    ),
-}
+_MODULES = (resnet_keys, efficientnet_keys, mobilenet_v3_keys)
+_FAMILIES = {module.FAMILY: module for module in _MODULES}
 FAMILIES = tuple(_FAMILIES)
+
+__all__ = ["FAMILIES", "KeyMap", "build_key_map", "detect_attention", "detect_family"]
 
 
 @dataclasses.dataclass
@@ -20,17 +17,41 @@ class KeyMap:
     """The PyTorch keys a model expects.
 
     Attributes:
-        family: `"resnet"` or `"efficientnet"`.
-        targets: ordered `{torch_key: Target(variable, transform)}`.
-        head_prefix: prefix of the classifier keys (`"fc."`, `"_fc."`).
+        family: `"resnet"`, `"efficientnet"` or `"mobilenet_v3"`.
+        targets: ordered `{torch_key: Target(variable, transform, role)}`;
+            `role` is `"trunk"`, `"attention"` or `"head"` (the classifier).
+        head_prefix: prefix of the classifier keys (`"fc."`, `"_fc."`,
+            `"classifier."`).
+        classifier: the module of the last Linear (`"fc"`, `"_fc"`,
+            `"classifier.3"`).
         has_head: whether the model has its classifier; without it the
             checkpoint's classifier keys are skipped, not unexpected.
+        ignored: `(compiled pattern, reason)` pairs: checkpoint keys the
+            family's layout carries but no model uses (skipped by name).
+        unmapped: layers with weights but no counterpart in the layout
+            (only with `allow_unmapped=True`; e.g. a user's own attention).
+
+    Example:
+    >>> import re
+    >>> key_map = KeyMap("resnet", {}, "fc.", "fc", True, ((re.compile(r"^gate"), "unused"),))
+    >>> key_map.ignore_reason("gate1.0.weight"), key_map.ignore_reason("fc.weight")
+    ('unused', None)
     """
 
     family: str
     targets: dict
     head_prefix: str
+    classifier: str
     has_head: bool
+    ignored: tuple = ()
+    unmapped: list = dataclasses.field(default_factory=list)
+
+    def ignore_reason(self, key):
+        """Why `key` is skipped by name, or None if it is not (see `KeyMap`)."""
+        for pattern, reason in self.ignored:
+            if pattern.search(key):
+                return reason
+        return None
 
 
 def detect_family(model):
@@ -42,27 +63,34 @@ def detect_family(model):
     ...                        stem_filters=16, input_shape=(32, 32, 3)))
     'resnet'
     """
-    names = {layer.name for layer in model.layers}
-    for family, (_, _, marker) in _FAMILIES.items():
-        if marker in names:
+    names = {layer.name for layer in common_keys.leaf_layers(model)}
+    for family, module in _FAMILIES.items():
+        if module.MARKER in names:
             return family
+    markers = " / ".join(repr(module.MARKER) for module in _MODULES)
     raise ValueError(
         f"Cannot tell the architecture family of model {model.name!r} from "
-        f"its layer names (no {' / '.join(repr(m) for *_, m in _FAMILIES.values())} "
-        f"layer). Build it with a keras_ba application, or pass "
-        f"`family=` one of {FAMILIES}."
+        f"its layer names (no {markers} layer). Build it with a keras_ba "
+        f"application, or pass `family=` one of {FAMILIES}."
     )
 
 
-def build_key_map(model, family=None):
+def build_key_map(model, family=None, allow_unmapped=False):
     """Returns the `KeyMap` of `model` (family detected when None).
+
+    Args:
+        model: a keras_ba model.
+        family: one of `FAMILIES`, or None to detect it.
+        allow_unmapped: if True, layers with weights but no counterpart in
+            the layout are listed in `KeyMap.unmapped` instead of raising.
 
     Example:
     >>> from keras_ba.applications import BAResNet
     >>> model = BAResNet([1, 1, 1, 1], [16, 16, 16, 16], block_type="basic",
     ...                  stem_filters=16, classes=10, input_shape=(32, 32, 3))
-    >>> tuple(build_key_map(model).targets["fc.weight"].variable.shape)
-    (16, 10)
+    >>> key_map = build_key_map(model)
+    >>> tuple(key_map.targets["fc.weight"].variable.shape), key_map.targets["fc.weight"].role
+    ((16, 10), 'head')
     """
     if family is None:
         family = detect_family(model)
@@ -71,27 +99,23 @@ def build_key_map(model, family=None):
             "Received an invalid value for `family`, expected one of "
             f"{FAMILIES} or None. Received: family={family!r}"
         )
-    key_map_fn, head_prefix, _ = _FAMILIES[family]
-    has_head = any(layer.name == "predictions" for layer in model.layers)
-    return KeyMap(family, key_map_fn(model), head_prefix, has_head)
-
-
-def detect_attention(keys):
-    """Attention layout of a state dict's keys: `"bav1"`, `"bav2"`, `"se"`, None.
-
-    BAv1 checkpoints have `pre_fusions`/`cur_fusion`, BAv2 ones `fusions` and
-    `proj`, the SE baseline `se.fc`; None means no attention keys at all (a
-    plain ResNet). EfficientNet checkpoints with BA blocks count as BAv1.
-
-    Example:
-    >>> detect_attention(["layer1.0.ba.fusions.0.0.weight", "fc.weight"])
-    'bav2'
-    """
-    keys = list(keys)
-    if any(".cur_fusion." in key or ".pre_fusions." in key for key in keys):
-        return "bav1"
-    if any(".fusions." in key for key in keys):
-        return "bav2"
-    if any(".se.fc." in key or ".att.0." in key for key in keys):
-        return "se"
-    return None
+    module = _FAMILIES[family]
+    targets, unmapped = common_keys.collect_keys(
+        model, module.layer_keys_fn(model), family, allow_unmapped
+    )
+    targets = {
+        key: target._replace(role=common_keys.HEAD)
+        if key.startswith(module.HEAD_PREFIX)
+        else target
+        for key, target in targets.items()
+    }
+    has_head = any(layer.name == "predictions" for layer in common_keys.leaf_layers(model))
+    return KeyMap(
+        family,
+        targets,
+        module.HEAD_PREFIX,
+        module.CLASSIFIER,
+        has_head,
+        module.IGNORED,
+        unmapped,
+    )

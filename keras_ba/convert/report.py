@@ -12,18 +12,25 @@ class ConversionReport:
     Attributes:
         source: the checkpoint path, or `"<mapping>"`.
         model_name: name of the Keras model filled.
-        family: `"resnet"` or `"efficientnet"`.
+        family: `"resnet"`, `"efficientnet"` or `"mobilenet_v3"`.
         mapped: `(torch_key, keras_weight_path, transform_name)` per
-            assigned weight, in model order.
+            assigned weight, in model order: exactly the weights loaded.
         skipped: checkpoint keys deliberately not loaded
             (`num_batches_tracked`, the classifier of a model built with
-            `include_top=False`).
+            `include_top=False`, unused layers such as the authors'
+            ResNeXt gates, attention weights in the trunk mode); `notes`
+            says why.
         missing: keys the model needed but the checkpoint lacked (only
             possible with `strict=False`).
         unexpected: checkpoint keys the model has no weight for (only
             possible with `strict=False`).
-        notes: how the checkpoint was read (wrapper, prefix...).
+        notes: how the checkpoint was read (wrapper, prefix, skipped
+            groups...).
         num_values: total number of values assigned.
+        mode: `"strict"`, `"non-strict"` or `"trunk"`.
+        not_loaded: `(keras_weight_path, reason)` for every weight of the
+            model that was left as it was (attention layers in the trunk
+            mode, a classifier of another size, missing keys).
 
     Example:
     >>> report = ConversionReport("ckpt.pth", "m", "resnet", [("fc.bias", "predictions/bias", "copy")])
@@ -40,6 +47,8 @@ class ConversionReport:
     unexpected: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
     num_values: int = 0
+    mode: str = "strict"
+    not_loaded: list = dataclasses.field(default_factory=list)
 
     @property
     def num_mapped(self):
@@ -47,8 +56,9 @@ class ConversionReport:
         return len(self.mapped)
 
     def __str__(self):
+        mode = " in trunk mode" if self.mode == "trunk" else ""
         lines = [
-            f"Loaded {self.source} into model {self.model_name!r} ({self.family} layout):",
+            f"Loaded {self.source} into model {self.model_name!r} ({self.family} layout{mode}):",
             f"  mapped {self.num_mapped} tensors ({self.num_values:,} values) "
             "onto as many Keras weights",
         ]
@@ -57,8 +67,25 @@ class ConversionReport:
             lines.append(f"  skipped {len(self.skipped)} entries: {_summary(self.skipped)}")
         for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
-                lines.append(f"  {label} (not loaded, strict=False): {_listing(keys)}")
+                lines.append(f"  {label} (not loaded, strict=False): {listing(keys)}")
+        for reason, paths in _group_by_reason(self.not_loaded).items():
+            layers = list(dict.fromkeys(path.split("/")[0] for path in paths))
+            lines.append(
+                f"  not loaded, left as they were: {_count(len(paths), 'weight')} of "
+                f"{_count(len(layers), 'layer')} ({reason}): {listing(layers)}"
+            )
         return "\n".join(lines)
+
+
+def _count(number, noun):
+    return f"{number} {noun}{'s' if number != 1 else ''}"
+
+
+def _group_by_reason(items):
+    groups = {}
+    for path, reason in items:
+        groups.setdefault(reason, []).append(path)
+    return groups
 
 
 def _summary(keys):
@@ -66,11 +93,17 @@ def _summary(keys):
     others = [key for key in keys if not key.endswith("num_batches_tracked")]
     parts = [f"{tracked} num_batches_tracked"] if tracked else []
     if others:
-        parts.append(_listing(others))
+        parts.append(listing(others))
     return "; ".join(parts)
 
 
-def _listing(keys):
+def listing(keys):
+    """The first `MAX_LISTED` of `keys`, comma-separated, and how many more.
+
+    Example:
+    >>> listing(["a", "b"])
+    'a, b'
+    """
     shown = ", ".join(keys[:MAX_LISTED])
     more = len(keys) - MAX_LISTED
     return shown + (f" ... and {more} more" if more > 0 else "")

@@ -1,4 +1,4 @@
-"""Key map of the authors' (torchvision-style) ResNet layout.
+"""Key map of the authors' (torchvision-style) ResNet and ResNeXt layout.
 
 | Keras layer                         | PyTorch module                     |
 |-------------------------------------|------------------------------------|
@@ -10,8 +10,13 @@
 | `predictions`                       | `fc`                               |
 
 It covers any `BAResNet(...)` configuration (depths, widths, stem, basic or
-bottleneck blocks, grouped convs, `attention=None` for a plain torchvision
-ResNet).
+bottleneck blocks, grouped convs: the authors' BA-ResNeXt and torchvision's
+ResNeXt, `attention=None` for a plain torchvision or timm ResNet).
+
+The authors' `BA_resnext.py` also creates gate layers (`gate{1..4}.0`,
+shared by every block of a stage as `layer{s}.{i}.Gate.0`) that its forward
+pass never calls; their keys are in every BA-ResNeXt checkpoint, so they are
+recognised by name (`IGNORED`) and skipped, and the report says so.
 """
 
 import re
@@ -20,6 +25,14 @@ from keras_ba.convert import common_keys
 
 FAMILY = "resnet"
 HEAD_PREFIX = "fc."
+CLASSIFIER = "fc"  # the Linear that becomes `predictions`
+MARKER = "conv1_conv"
+IGNORED = (
+    (
+        re.compile(r"^(gate\d+|layer\d+\.\d+\.Gate)\.0\.weight$"),
+        "gate layers of the authors' BA_resnext.py that its forward pass never uses",
+    ),
+)
 _TOP = {"conv1_conv": "conv1", "conv1_bn": "bn1", "predictions": "fc"}
 _CONV_BN = re.compile(r"^conv(\d+)_block(\d+)_(\d+)_(conv|bn)$")
 _ATTENTION = re.compile(r"^conv(\d+)_block(\d+)_(ba|se)$")
@@ -30,10 +43,10 @@ def resnet_key_map(model):
 
     Args:
         model: a model built by `keras_ba.applications.BAResNet` (or a named
-            variant), with its layer names unchanged.
+            variant, ResNeXt included), with its layer names unchanged.
 
     Returns:
-        An ordered dict `{torch_key: Target(variable, transform)}`.
+        An ordered dict `{torch_key: Target(variable, transform, role)}`.
 
     Raises:
         ValueError: if a layer with weights has no PyTorch counterpart.
@@ -45,18 +58,21 @@ def resnet_key_map(model):
     >>> list(resnet_key_map(model))[0]
     'conv1.weight'
     """
-    keys, unmapped = {}, []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        layer_keys = _layer_keys(layer)
-        if layer_keys is None:
-            unmapped.append(layer.name)
-        else:
-            keys.update(layer_keys)
-    if unmapped:
-        raise common_keys.unmapped_layers_error(unmapped, FAMILY)
-    return keys
+    return common_keys.collect_keys(model, layer_keys_fn(model), FAMILY)[0]
+
+
+def layer_keys_fn(model):
+    """`f(layer) -> {key: Target}` (None without a counterpart) for `model`.
+
+    Example:
+    >>> import keras
+    >>> layer = keras.layers.Dense(3, name="mystery")
+    >>> layer.build((None, 2))
+    >>> layer_keys_fn(None)(layer) is None
+    True
+    """
+    del model  # ResNet keys depend on the layer name only
+    return _layer_keys
 
 
 def _block_prefix(stage, index):
@@ -77,9 +93,7 @@ def _layer_keys(layer):
         return common_keys.module_keys(layer, f"{prefix}.{module}")
     match = _ATTENTION.match(layer.name)
     if match:
-        stage, index, kind = match.groups()
+        stage, index, _ = match.groups()
         prefix = _block_prefix(stage, index)
-        if kind == "ba":
-            return common_keys.bridge_attention_keys(layer, f"{prefix}.ba")
-        return common_keys.squeeze_excite_keys(layer, f"{prefix}.se.fc")
+        return common_keys.attention_keys(layer, f"{prefix}.ba", se_prefix=f"{prefix}.se.fc")
     return None

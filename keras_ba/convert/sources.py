@@ -6,6 +6,15 @@ Sources: a `.pth`/`.pt`/`.bin`/`.ckpt` file (read with
 (NumPy, PyTorch, JAX or TensorFlow tensors). Wrappers (`{"state_dict": ...}`,
 `{"model": ...}`) and `DataParallel`/DDP `module.` prefixes are removed, and
 BatchNorm `num_batches_tracked` counters are dropped.
+
+Training checkpoints often hold more than tensors: an epoch number, the best
+accuracy as a NumPy scalar, optimizer state. Besides what PyTorch's
+`weights_only` unpickler accepts by default, the NumPy scalar and numeric
+dtype types that PyTorch documents as safe to allowlist
+(`numpy.core.multiarray.scalar`, `numpy.dtype`, the `numpy.dtypes` classes of
+booleans, integers, floats and complex numbers) are accepted, within a
+`torch.serialization.safe_globals` context; any other pickled object is
+refused without being executed.
 """
 
 import collections.abc
@@ -18,7 +27,6 @@ SUFFIXES = TORCH_SUFFIXES + (".safetensors", ".npz")
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 SKIPPED_SUFFIXES = (".num_batches_tracked",)
-NPZ_WEIGHT_PREFIX = "w/"
 
 
 class StateDict(dict):
@@ -42,9 +50,7 @@ def read_state_dict(source):
 
     Args:
         source: path to a `.pth`/`.pt`/`.bin`/`.ckpt`, `.safetensors` or
-            `.npz` file, or a mapping of names to arrays. In a `.npz` file
-            whose names start with `w/` (the parity fixtures' convention),
-            only those entries are read, without the prefix.
+            `.npz` file, or a mapping of names to arrays.
 
     Returns:
         A `StateDict`.
@@ -87,7 +93,7 @@ def _read_file(path):
     if suffix == ".safetensors":
         return _read_safetensors(path), []
     if suffix == ".npz":
-        return _read_npz(path)
+        return _read_npz(path), []
     raise ValueError(
         f"Unsupported checkpoint file {path!r}: expected one of the suffixes {', '.join(SUFFIXES)}."
     )
@@ -105,13 +111,15 @@ def _read_torch(path):
     import pickle
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with _numpy_safe_globals(torch):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only load failed" in str(error).lower():
             raise ValueError(
                 f"Refused to load {path!r}: it contains pickled Python objects "
                 "other than tensors, and unpickling them could run arbitrary "
-                "code. Only plain state dicts are accepted. If you trust the "
+                "code. Only state dicts (possibly wrapped with numbers, strings "
+                "and NumPy scalars) are accepted. If you trust the "
                 "file, extract its state dict in PyTorch first "
                 "(`torch.save(torch.load(path, weights_only=False)['state_dict'], "
                 "'clean.pth')`)." + _unpickling_detail(error)
@@ -138,21 +146,41 @@ def _read_safetensors(path):
 def _read_npz(path):
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files}
     except Exception as error:  # BadZipFile, OSError, ValueError (object arrays)
         raise _not_a_checkpoint(path, "NumPy .npz", error) from error
-    if not any(name.startswith(NPZ_WEIGHT_PREFIX) for name in arrays):
-        return arrays, []
-    weights = {
-        name[len(NPZ_WEIGHT_PREFIX) :]: value
-        for name, value in arrays.items()
-        if name.startswith(NPZ_WEIGHT_PREFIX)
-    }
-    others = sorted(set(arrays) - {NPZ_WEIGHT_PREFIX + name for name in weights})
-    notes = [f"read the {NPZ_WEIGHT_PREFIX!r} entries"]
-    if others:
-        notes[0] += f", ignored {len(others)} others ({', '.join(others)})"
-    return weights, notes
+
+
+# NumPy dtypes whose scalars a checkpoint may hold (numbers only: object,
+# string and structured dtypes stay refused).
+_NUMPY_SCALAR_TYPES = (
+    "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "longdouble", "complex64", "complex128", "clongdouble",
+)  # fmt: skip
+
+
+def _numpy_safe_globals(torch):
+    """A context allowlisting NumPy scalars and numeric dtypes for `torch.load`.
+
+    Checkpoints pickled under NumPy 1 name the scalar constructor
+    `numpy.core.multiarray.scalar`, under NumPy 2 `numpy._core.multiarray.scalar`:
+    both names are allowed. Returns a no-op context on a PyTorch without
+    `torch.serialization.safe_globals` (before 2.5).
+    """
+    import contextlib
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:
+        return contextlib.nullcontext()
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    allowed = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+    ]
+    allowed += list(dict.fromkeys(type(np.dtype(name)) for name in _NUMPY_SCALAR_TYPES))
+    return safe_globals(allowed)
 
 
 def _unpickling_detail(error):

@@ -58,3 +58,9 @@ POINTWISE_TO_DENSE = Transform(
     lambda a, s: a.reshape(s[1], s[0]).T,
     lambda s: (s[1], s[0], 1, 1),
 )
+
+LINEAR_TO_POINTWISE = Transform(
+    "linear [out,in] -> conv1x1 [1,1,in,out]",
+    lambda a, s: a.T.reshape(s),
+    lambda s: (s[3], s[2]),
+)

@@ -7,6 +7,7 @@ Example:
 """
 
 from keras_ba.layers.bridge_attention import BridgeAttention
+from keras_ba.layers.pixel_gate import PixelGate
 from keras_ba.layers.registry import (
     ATTENTION_KWARGS,
     apply_attention,
@@ -19,6 +20,7 @@ from keras_ba.layers.squeeze_excite import SqueezeExcite
 __all__ = [
     "ATTENTION_KWARGS",
     "BridgeAttention",
+    "PixelGate",
     "SqueezeExcite",
     "apply_attention",
     "attention_names",
