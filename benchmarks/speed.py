@@ -384,8 +384,8 @@ def resolve_config(args):
 def _hide_gpus_before_import(device):
     """`--device cpu`: hide GPUs from the backend (only possible before it is imported)."""
     if device == "cpu" and "keras" not in sys.modules:
-        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
 
 
 def _gpu_name(backend):
