@@ -151,6 +151,17 @@ def startup_columns(baselines):
     return columns
 
 
+def _mebibytes(size):
+    """Bytes as MiB with at least two significant digits.
+
+    Example:
+    >>> _mebibytes(1.5 * 2**20), _mebibytes(3000 * 2**20)
+    ('1.50', '3000')
+    """
+    mib = size / 2**20
+    return f"{mib:.2f}" if mib < 10 else f"{mib:.1f}" if mib < 100 else f"{mib:.0f}"
+
+
 def _markdown_table(columns, rows):
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -221,7 +232,7 @@ def format_markdown(results):
                 ]
                 row += [_cell_ratio(family["ratios"]["startup"], name, b) for b in baselines]
                 memory = probe.get("memory_bytes")
-                row.append("n/a" if memory is None else f"{memory / 2**20:.0f}")
+                row.append("n/a" if memory is None else _mebibytes(memory))
                 row += [_cell_ratio(family["ratios"]["memory"], name, b) for b in baselines]
                 rows.append(row)
             lines.append(_markdown_table(startup_columns(baselines), rows))
@@ -711,7 +722,7 @@ def _run_probes(family, names, config, backend, progress):
             result["memory_bytes"] = result.get(key)
             probes[name].append(result)
             memory = result["memory_bytes"]
-            memory = "n/a" if memory is None else f"{memory / 2**20:.0f} MiB"
+            memory = "n/a" if memory is None else f"{_mebibytes(memory)} MiB"
             progress(
                 f"{family.name} {name}: startup {result['startup_s']:.1f} s "
                 f"(build {result['build_s']:.1f} s), peak memory {memory}"
