@@ -21,10 +21,14 @@ apart), then `memory_steps` more steps, and prints one line
   arguments + outputs - donated aliases + temporaries), exact and free of
   process noise;
 - `rss_peak_bytes`: peak resident memory of the process after the imports
-  (Linux `VmHWM`, reset through `/proc/self/clear_refs` once the imports are
-  done; None where that is not possible) minus its resident memory then: everything above plus what
-  the runtime keeps (compiled code, caches, allocator slack). The measure
-  for PyTorch on CPU, which has no allocator statistics.
+  (Linux `VmHWM`, reset through `/proc/self/clear_refs` once the imports
+  are done; None where that is not possible) minus its resident memory
+  then: everything above plus what the runtime keeps (compiled code, caches,
+  allocator slack). The measure for PyTorch on CPU, which has no allocator
+  statistics.
+
+The TensorFlow child's BFC allocator also serves its start-up steps; it is
+the allocator TensorFlow uses on GPUs anyway.
 
 Usage (what `benchmarks.speed` runs):
     python -m benchmarks.probe '{"family": "resnet50", "variant": "bav1", "size": 128,
@@ -117,7 +121,6 @@ def _xla_peak(model, x, y):
 def probe(spec):
     """Measures one model as described in the module docstring; returns a dict."""
     import keras
-    import numpy as np
 
     from benchmarks import models
 
@@ -132,8 +135,36 @@ def probe(spec):
     variant = models.parse_variant(spec["variant"])
     images, labels = models.make_batch(spec["batch"], spec["size"], spec["classes"])
     result = {"family": family.name, "variant": variant.name, "backend": backend}
+    previous_policy = keras.config.dtype_policy().name
     if spec["precision"] != "float32":
         keras.config.set_dtype_policy(f"mixed_{spec['precision']}")
+    try:
+        keras_step = _run(spec, family, variant, images, labels, result)
+        result.update(
+            import_s=t_imported - _T0,
+            build_s=result.pop("_t_built") - t_imported,
+            startup_s=result.pop("_t_first") - t_imported,
+            rss_peak_bytes=_peak_rss_bytes() - rss_imported if peak_reset else None,
+            allocator_peak_bytes=_allocator_peak(backend),
+            xla_peak_bytes=None,
+        )
+        result["first_step_s"] = result["startup_s"] - result["build_s"]
+        if backend == "jax" and keras_step is not None:  # after the peaks: it may compile
+            result["xla_peak_bytes"] = _xla_peak(*keras_step)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return result
+
+
+def _run(spec, family, variant, images, labels, result):
+    """Builds, compiles and steps the model, recording times in `result`.
+
+    Returns `(model, x, y)` for a Keras model, None for plain PyTorch.
+    """
+    import numpy as np
+
+    from benchmarks import models
+
     if variant.framework == "torch":
         from benchmarks.torch_reference import TorchRunner
 
@@ -164,19 +195,8 @@ def probe(spec):
     t_first = time.perf_counter()
     for _ in range(spec.get("memory_steps", 2)):
         step()
-    result.update(
-        import_s=t_imported - _T0,
-        build_s=t_built - t_imported,
-        first_step_s=t_first - t_built,
-        startup_s=t_first - t_imported,
-        first_loss=float(np.asarray(first_loss)),
-        rss_peak_bytes=_peak_rss_bytes() - rss_imported if peak_reset else None,
-        allocator_peak_bytes=_allocator_peak(backend),
-        xla_peak_bytes=None,
-    )
-    if backend == "jax" and variant.framework != "torch":
-        result["xla_peak_bytes"] = _xla_peak(model, x, y)
-    return result
+    result.update(_t_built=t_built, _t_first=t_first, first_loss=float(np.asarray(first_loss)))
+    return None if variant.framework == "torch" else (model, x, y)
 
 
 def main(argv=None):

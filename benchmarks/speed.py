@@ -742,15 +742,15 @@ def _median_probe(results):
 # === Putting it together ===
 
 
-def _family_ratios(entries, probes, baselines):
+def _family_ratios(times, probes, baselines):
+    """Ratio summaries `{kind: {model: {baseline: summary}}}` for the train and
+    inference rounds and, when probed, start-up time and peak memory."""
     ratios = {"train": {}, "infer": {}, "startup": {}, "memory": {}}
-    for name, entry in entries.items():
+    for name, own_times in times.items():
         for base in baselines:
-            if base not in entries:
-                continue
             for phase in PHASES:
                 ratios[phase].setdefault(name, {})[base] = ratio_summary(
-                    entry.times[phase], entries[base].times[phase]
+                    own_times[phase], times[base][phase]
                 )
             if probes:
                 for field, kind in (("startup_s", "startup"), ("memory_bytes", "memory")):
@@ -779,13 +779,14 @@ def measure_family(family_name, config, backend, progress):
     import keras
 
     family = models.FAMILIES[family_name]
-    specs = []
+    specs, skipped = [], []
     for name in config["variants"]:
         spec = models.parse_variant(name)
         try:
             models.check_variant(family, spec)
         except ValueError as error:
             progress(f"skipping: {error}")
+            skipped.append(name)
             continue
         specs.append(spec)
     if not specs:
@@ -797,21 +798,11 @@ def measure_family(family_name, config, backend, progress):
     entries = _build_entries(family, specs, config, images, labels, progress)
     torch_check = _check_torch_twins(entries, config, progress)
     _run_rounds(family, entries, config, progress)
-    probes = None
-    if config["probes"]:
-        probes = _run_probes(family, list(entries), config, backend, progress)
+    names = list(entries)
     baselines = [b for b in config["baselines"] if b in entries]
-    results = {
-        "title": family.title,
-        "baselines": baselines,
-        "models": {},
-        "ratios": _family_ratios(entries, probes, baselines),
-        "torch_check": torch_check,
-        "probes": bool(probes),
-        "memory_measure": _memory_measure(config, backend)[1] if probes else None,
-    }
-    for name, entry in entries.items():
-        results["models"][name] = {
+    times = {name: entry.times for name, entry in entries.items()}
+    model_results = {
+        name: {
             "label": _label(entry.spec, family),
             "framework": entry.spec.framework,
             "attention": entry.spec.attention,
@@ -821,12 +812,28 @@ def measure_family(family_name, config, backend, progress):
             "build_s": entry.build_s,
             "train_ms": _time_summary(entry.times["train"]),
             "infer_ms": _time_summary(entry.times["infer"]),
-            "probe": _median_probe(probes[name]) if probes else None,
+            "probe": None,
         }
-    del entries
+        for name, entry in entries.items()
+    }
+    del entries  # free the models before the fresh processes run
     keras.backend.clear_session()
     gc.collect()
-    return results
+    probes = None
+    if config["probes"]:
+        probes = _run_probes(family, names, config, backend, progress)
+        for name in names:
+            model_results[name]["probe"] = _median_probe(probes[name])
+    return {
+        "title": family.title,
+        "baselines": baselines,
+        "skipped_variants": skipped,
+        "models": model_results,
+        "ratios": _family_ratios(times, probes, baselines),
+        "torch_check": torch_check,
+        "probes": bool(probes),
+        "memory_measure": _memory_measure(config, backend)[1] if probes else None,
+    }
 
 
 def _time_summary(seconds):
