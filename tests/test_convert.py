@@ -124,13 +124,9 @@ def test_channels_first_fixture():
 # === BA-EfficientNet: the authors' unpooled first-block gate ===
 
 
-def efficientnet_fixture_model(meta, split):
-    """The fixture's model: the official global parameters, and for the
-    training-mode logits the overrides they were computed with (no dropout,
-    no drop-connect: both are random in training mode)."""
-    params = dict(meta["global_params"])
-    if split == "train":
-        params.update(meta["train_mode_overrides"])
+def efficientnet_fixture_model(meta):
+    """The fixture's model, with the official global parameters."""
+    params = meta["global_params"]
     return BAEfficientNet(
         params["width_coefficient"],
         params["depth_coefficient"],
@@ -146,20 +142,20 @@ def efficientnet_fixture_model(meta, split):
     )
 
 
-def with_pooled_first_gate(model):
-    """`model` with its `PixelGate` swapped for a pooled `SqueezeExcite`
-    (same arguments, same weights): the mistake the fixture must catch."""
+def variant(model, dropout_rate=None, gate=None):
+    """`model` with its `Dropout` rates (dropout, drop-connect) set to
+    `dropout_rate` and/or its `PixelGate` replaced by `gate` (a class taking
+    the same arguments); every other layer is shared, weights included, so
+    no new model is initialised (that is slow on JAX)."""
 
     def clone(layer):
-        kind = SqueezeExcite if isinstance(layer, PixelGate) else type(layer)
-        return kind.from_config(layer.get_config())
+        if dropout_rate is not None and isinstance(layer, keras.layers.Dropout):
+            return keras.layers.Dropout.from_config({**layer.get_config(), "rate": dropout_rate})
+        if gate is not None and isinstance(layer, PixelGate):
+            return gate.from_config(layer.get_config())
+        return layer
 
-    swapped = keras.models.clone_model(model, clone_function=clone)
-    changed = [
-        a.name for a, b in zip(model.layers, swapped.layers, strict=True) if type(a) is not type(b)
-    ]
-    assert changed == ["block1a_se"]
-    return swapped
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 @pytest.fixture(scope="module")
@@ -169,24 +165,33 @@ def efficientnet_data():
 
 @pytest.fixture(scope="module")
 def efficientnet_models(efficientnet_data):
-    """`{split: model}`, built on first use and shared by the tests below."""
-    return {}
+    """`{"eval": model, "train": model}`: the fixture's weights loaded once.
 
-
-def _efficientnet_model(data, models, split):
-    if split not in models:
-        models[split] = efficientnet_fixture_model(data["meta"], split)
-    return models[split]
+    The training-mode logits were computed with the official overrides
+    `train_mode_overrides` (dropout and drop-connect 0: both are random in
+    training mode), so the "train" model is the same model with rate-0
+    dropouts.
+    """
+    meta = efficientnet_data["meta"]
+    model = efficientnet_fixture_model(meta)
+    report = load_torch_weights(model, efficientnet_data["weights"])
+    assert report.num_mapped == len(efficientnet_data["weights"])
+    overrides = meta["train_mode_overrides"]
+    assert overrides["dropout_rate"] == overrides["drop_connect_rate"]
+    return {"eval": model, "train": variant(model, dropout_rate=overrides["dropout_rate"])}
 
 
 @pytest.mark.parametrize("split", ["eval", "train"])
 def test_efficientnet_fixture_logits_match_official_code(
     efficientnet_data, efficientnet_models, split
 ):
-    model = _efficientnet_model(efficientnet_data, efficientnet_models, split)
+    model = efficientnet_models[split]
     assert isinstance(model.get_layer("block1a_se"), PixelGate)
-    report = load_torch_weights(model, efficientnet_data["weights"])
-    assert report.num_mapped == len(efficientnet_data["weights"])
+    rates = {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+    if split == "train":
+        assert rates == {0.0}
+    else:
+        assert model.get_layer("top_dropout").rate == 0.2 and max(rates) > 0
     diff = max_diff(model, efficientnet_data, split)
     assert diff < TOLERANCE, f"{EFFICIENTNET_FIXTURE} {split} on {BACKEND}: max abs diff {diff}"
 
@@ -195,8 +200,14 @@ def test_efficientnet_fixture_logits_match_official_code(
 def test_efficientnet_parity_fails_with_a_pooled_first_gate(
     efficientnet_data, efficientnet_models, split
 ):
-    model = _efficientnet_model(efficientnet_data, efficientnet_models, split)
-    swapped = with_pooled_first_gate(model)
+    swapped = variant(efficientnet_models[split], gate=SqueezeExcite)
+    changed = [
+        layer.name
+        for layer in swapped.layers
+        if layer is not efficientnet_models[split].get_layer(layer.name) and layer.weights
+    ]
+    assert changed == ["block1a_se"]
+    assert type(swapped.get_layer("block1a_se")) is SqueezeExcite
     load_torch_weights(swapped, efficientnet_data["weights"])
     assert max_diff(swapped, efficientnet_data, split) > TOLERANCE
 
