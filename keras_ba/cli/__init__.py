@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("keras_ba.cli.convert", "keras_ba.cli.workflow")
+COMMAND_MODULES = ("keras_ba.cli.convert", "keras_ba.cli.workflow", "keras_ba.cli.analyze")
 
 
 def build_parser():
