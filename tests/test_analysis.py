@@ -72,15 +72,17 @@ def _randomize_norms(model, seed=0):
             norm.moving_variance.assign(rng.uniform(0.2, 3.0, norm.moving_variance.shape))
 
 
-def _direct_weights(model, layer, images):
-    """Independent path: a sub-model up to the layer's inputs, then the layer itself."""
-    inputs = keras.Model(model.inputs, layer.input).predict_on_batch(images)
-    if not isinstance(inputs, (list, tuple)):
-        inputs = [inputs]
-    inputs = [keras.ops.convert_to_tensor(x) for x in inputs]
-    kwargs = {"training": False} if isinstance(layer, BridgeAttention) else {}
-    _, weights = layer(inputs, return_attention_scores=True, **kwargs)
-    return keras.ops.convert_to_numpy(weights)
+def _direct_weights(model, layers, images):
+    """Independent path: one sub-model up to the layers' inputs, then each layer itself."""
+    probes = keras.Model(model.inputs[0], [layer.input for layer in layers])
+    features = probes.predict_on_batch(images)
+    weights = {}
+    for layer, inputs in zip(layers, features, strict=True):
+        inputs = [keras.ops.convert_to_tensor(x) for x in inputs]
+        kwargs = {"training": False} if isinstance(layer, BridgeAttention) else {}
+        _, scores = layer(inputs, return_attention_scores=True, **kwargs)
+        weights[layer.name] = keras.ops.convert_to_numpy(scores)
+    return weights
 
 
 # === Probe ===
@@ -89,20 +91,20 @@ def _direct_weights(model, layer, images):
 def test_probe_weights_equal_the_layer_call_on_a_ba_resnet():
     from keras_ba.training.models import build_model
 
-    model = build_model("ba_resnet18", 4, 16, depths=[1, 1, 1, 1], widths=[8, 16, 32, 64])
+    # Equal widths: few distinct weight shapes, so few initializer compiles on JAX.
+    model = build_model("ba_resnet18", 4, 16, depths=[1, 1, 1, 1], widths=[8, 8, 8, 8])
     _randomize_norms(model)
     images = _images(6)
-    result = attention_weights(model, images, batch_size=4)
-    expected_layers = [x.name for x in model.layers if isinstance(x, BridgeAttention)]
-    assert list(result.layers) == expected_layers and len(expected_layers) == 4
+    result = attention_weights(model, images)
+    layers = [x for x in model.layers if isinstance(x, BridgeAttention)]
+    assert list(result.layers) == [x.name for x in layers] and len(layers) == 4
     assert [result.stages[n] for n in result.layers] == ["conv2", "conv3", "conv4", "conv5"]
-    for name in result.layers:
-        layer = model.get_layer(name)
-        weights = result.weights[name]
-        channels = layer.input[-1].shape[-1]
-        assert weights.shape == (6, channels)
+    expected = _direct_weights(model, layers, images)
+    for layer in layers:
+        weights = result.weights[layer.name]
+        assert weights.shape == (6, layer.input[-1].shape[-1])
         assert np.all((weights > 0) & (weights < 1))
-        np.testing.assert_allclose(weights, _direct_weights(model, layer, images), atol=1e-5)
+        np.testing.assert_allclose(weights, expected[layer.name], atol=1e-5)
     assert result.predictions.shape == (6,) and result.labels is None
 
 
@@ -112,12 +114,13 @@ def test_probe_weights_equal_the_layer_call(attention):
     images = _images(5)
     result = attention_weights(model, images)
     assert result.kinds == {n: attention[:2] for n in result.layers}
-    for name in result.layers:
-        layer = model.get_layer(name)
-        expected = _direct_weights(model, layer, images)
-        assert result.weights[name].shape == expected.shape == (5, layer.input[-1].shape[-1])
-        np.testing.assert_allclose(result.weights[name], expected, atol=1e-5)
-        assert np.all((result.weights[name] > 0) & (result.weights[name] < 1))
+    layers = [model.get_layer(name) for name in result.layers]
+    expected = _direct_weights(model, layers, images)
+    for layer in layers:
+        weights = result.weights[layer.name]
+        assert weights.shape == expected[layer.name].shape == (5, layer.input[-1].shape[-1])
+        np.testing.assert_allclose(weights, expected[layer.name], atol=1e-5)
+        assert np.all((weights > 0) & (weights < 1))
 
 
 def test_probe_finds_layers_by_type_in_nested_models():
@@ -144,7 +147,7 @@ def test_probe_features_pooled_and_squeezed():
     images = _images(3)
     result = attention_weights(model, images, features=["pooled", "squeezed"])
     layer = model.get_layer("conv3_block1_ba")
-    blocks = keras.Model(model.inputs, layer.input).predict_on_batch(images)
+    blocks = keras.Model(model.inputs[0], layer.input).predict_on_batch(images)
     for index, block in enumerate(blocks):
         pooled = np.asarray(block).mean(axis=(1, 2))
         np.testing.assert_allclose(result.pooled[layer.name][index], pooled, atol=1e-5)
@@ -336,10 +339,10 @@ def test_explain_file_runs_tensorflow_in_a_subprocess(tmp_path):
 
     path = str(tmp_path / "tiny.keras")
     tiny_model("bav1").save(path)
-    cams = explain_file(path, _images(2), ["gradcam", "scorecam"], max_n=4)
-    for cam in cams.values():
-        assert cam.shape == (2, 16, 16) and np.all(np.isfinite(cam))
-        assert cam.min() >= 0 and cam.max() <= 1
+    cams = explain_file(path, _images(2), ["gradcam"])
+    assert list(cams) == ["gradcam"]
+    assert cams["gradcam"].shape == (2, 16, 16) and np.all(np.isfinite(cams["gradcam"]))
+    assert cams["gradcam"].min() >= 0 and cams["gradcam"].max() <= 1
     with pytest.raises(AnalysisError, match="subprocess.*Layer 'nope' does not exist"):
         explain_file(path, _images(1), ["gradcam"], layer="nope")
 

@@ -91,7 +91,9 @@ class ReportImages:
     uint8_split: object
 
 
-def report_images(model_path, model, data=None, subset="validation", limit=None, batch_size=64):
+def report_images(
+    model_path, model, data=None, subset="validation", limit=None, batch_size=64, image_size=None
+):
     """The split of `data` (default: the run's data) prepared for `model`.
 
     Args:
@@ -104,6 +106,7 @@ def report_images(model_path, model, data=None, subset="validation", limit=None,
         subset: `"validation"` or `"train"`.
         limit: analyse at most this many images.
         batch_size: batch size of the pipeline.
+        image_size: model input side; default `run.json`'s, else the model's.
 
     Returns:
         A `ReportImages`.
@@ -136,11 +139,11 @@ def report_images(model_path, model, data=None, subset="validation", limit=None,
         source = training.DataSource(data)
     if limit is not None:
         source = dataclasses.replace(source, limit=limit)
-    size = int(run.get("image_size") or model.input_shape[1] or 0)
+    size = int(image_size or run.get("image_size") or model.input_shape[1] or 0)
     if size < 1:
         raise AnalysisError(
             f"The model {model.name!r} accepts any input size and there is no {RUN_FILE}: "
-            "pass --image-size."
+            "pass the image size (--image-size)."
         )
     crop = float(run.get("eval_crop_pct") or 1.0)
     try:

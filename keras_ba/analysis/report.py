@@ -183,6 +183,7 @@ def analyze(
     seed=0,
     overwrite=False,
     progress=True,
+    image_size=None,
 ):
     """Writes the analysis report of a trained model (and its SE baseline).
 
@@ -211,6 +212,7 @@ def analyze(
         seed: seed of the forests and SmoothGrad.
         overwrite: replace an existing folder that is not a report.
         progress: show a progress bar on stderr.
+        image_size: model input side; default `run.json`'s, else the model's.
 
     Returns:
         A `Report`.
@@ -249,6 +251,7 @@ def analyze(
             batch_size,
             max_n,
             seed,
+            image_size,
         )
         summary["seconds"] = round(time.time() - started, 1)
         summary["output"] = os.path.abspath(output)
@@ -339,6 +342,7 @@ def _run(
     batch_size,
     max_n,
     seed,
+    image_size,
 ):
     from keras_ba.analysis import importance as importance_lib
     from keras_ba.analysis import plots
@@ -357,7 +361,7 @@ def _run(
         if names[1] == names[0]:
             names[1] += " (compare)"
     bar.step("loading the data")
-    images = data_lib.report_images(model_path, model, data, subset, limit, batch_size)
+    images = data_lib.report_images(model_path, model, data, subset, limit, batch_size, image_size)
     if compare_model is not None and compare_model.output_shape[-1] != model.output_shape[-1]:
         raise AnalysisError(
             f"The compared model predicts {compare_model.output_shape[-1]} classes, the "
@@ -390,7 +394,7 @@ def _run(
     if compare_model is not None:
         bar.step(f"attention weights of {names[1]}")
         compare_data = data_lib.report_images(
-            compare_path, compare_model, images.source, subset, limit, batch_size
+            compare_path, compare_model, images.source, subset, limit, batch_size, image_size
         )
         weights.append(
             timed(

@@ -82,6 +82,9 @@ def register(subparsers):
         help="channels used by Score-CAM (Faster Score-CAM max_N, default 16)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="forward batch size")
+    parser.add_argument(
+        "--image-size", type=int, help="model input side (default: run.json, else the model's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the forests and SmoothGrad")
     parser.add_argument(
         "--overwrite",
@@ -134,6 +137,7 @@ def run(args):
             seed=args.seed,
             overwrite=args.overwrite,
             progress=not args.no_progress,
+            image_size=args.image_size,
         )
     except (AnalysisError, WorkflowError) as error:
         if args.traceback:
