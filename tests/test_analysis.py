@@ -375,14 +375,14 @@ def digits_run(tmp_path_factory):
     """A tiny BA-ResNet trained briefly on 16 px digits, saved as a run folder."""
     if BACKEND != "tensorflow":
         pytest.skip("covered by the TensorFlow pass")
+    from keras_ba.analysis.data import eval_transform
     from keras_ba.training import DataSource, load_splits
-    from keras_ba.training.augment import eval_transform
     from keras_ba.training.models import build_model
 
     keras.utils.set_random_seed(0)
     splits = load_splits(DataSource("digits"), 16)
     images, labels = zip(*splits.train.as_numpy_iterator(), strict=True)
-    x = eval_transform(np.stack(images), 16, 1.0).numpy()
+    x = np.asarray(eval_transform(np.stack(images), 16, 1.0))
     y = keras.utils.to_categorical(np.array(labels), 10)
     model = build_model("ba_resnet18", 10, 16, depths=[1, 1, 1, 1], widths=[8, 16, 32, 64])
     model.compile(keras.optimizers.Adam(3e-3), loss="categorical_crossentropy", jit_compile=False)

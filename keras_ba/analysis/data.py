@@ -3,8 +3,8 @@
 The one place that touches the training package: `DataSource` and
 `load_splits` (public names of `keras_ba.training`), the evaluation
 pipeline `keras_ba.training.data.eval_dataset` and its transform
-`keras_ba.training.augment.eval_transform`, so the analysed images are
-preprocessed exactly as `keras-ba evaluate` does. Settings come from the
+(`keras_ba.training.transforms.eval_transform`, formerly in `augment`), so
+the analysed images are preprocessed exactly as `keras-ba evaluate` does. Settings come from the
 `run.json` that `keras-ba train` writes next to `model.keras`.
 
 Example:
@@ -22,6 +22,21 @@ from keras_ba.analysis.errors import AnalysisError
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.keras"
+
+
+def eval_transform(images, image_size, crop_pct):
+    """keras_ba.training's evaluation transform (crop, resize, normalize).
+
+    Example:
+    >>> import numpy as np
+    >>> tuple(eval_transform(np.zeros((1, 20, 20, 3), "uint8"), 16, 1.0).shape)
+    (1, 16, 16, 3)
+    """
+    try:  # its home since the training package was split by concept
+        from keras_ba.training.transforms import eval_transform as transform
+    except ImportError:
+        from keras_ba.training.augment import eval_transform as transform
+    return transform(images, image_size, crop_pct)
 
 
 def resolve_model_path(path):
@@ -189,8 +204,6 @@ def pick_images(images, count, scan=None):
     Example:
         inputs, display, labels = pick_images(images, 8)
     """
-    from keras_ba.training import augment
-
     scan = scan or max(200, 20 * count)
     chosen, seen, rest = [], set(), []
     for index, (image, label) in enumerate(images.uint8_split.as_numpy_iterator()):
@@ -206,7 +219,7 @@ def pick_images(images, count, scan=None):
         raise AnalysisError("The data has no images: nothing to explain.")
     raw = np.stack([image for image, _ in chosen])
     labels = np.array([label for _, label in chosen], dtype="int64")
-    inputs = np.asarray(augment.eval_transform(raw, images.image_size, images.crop_pct))
+    inputs = np.asarray(eval_transform(raw, images.image_size, images.crop_pct))
     display = _center_crop(raw, images.image_size)
     return inputs.astype("float32"), display.astype("uint8"), labels
 
