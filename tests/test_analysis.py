@@ -448,7 +448,7 @@ def test_analyze_command_writes_a_complete_report(digits_run, tmp_path, capsys):
         "--cam-images",
         "3",
         "--methods",
-        "gradcam,smoothgrad",
+        "gradcam",
         "--trees",
         "4",
         "--no-progress",
@@ -472,7 +472,7 @@ def test_analyze_command_writes_a_complete_report(digits_run, tmp_path, capsys):
     assert {row["model"] for row in summary["stages"]} == {run.name, f"{run.name} (compare)"}
     rows = summary["bridge_importance"][0]["rows"]
     assert len(rows) == 4 and all(abs(row["S1"] + row["S2"] - 1) < 1e-6 for row in rows)
-    with Image.open(output / "overlays" / "smoothgrad_2.png") as image:
+    with Image.open(output / "overlays" / "gradcam_2.png") as image:
         assert image.size == (16, 16)
     assert summary["model"]["accuracy"] > 0.3
     # A rerun replaces the previous report; no temporary folder remains.
