@@ -192,7 +192,7 @@ def run_backbone_contract(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         # torch.compile costs ~50 s per graph on CPU: PyTorch runs eagerly
         # here; test_bridge_attention compiles a BA layer under PyTorch.
-        jit_compile=jit_compile and BACKEND != "torch" or "auto",
+        jit_compile=True if jit_compile and BACKEND != "torch" else "auto",
     )
     labels = np.arange(batch) % 3
     before = [to_numpy(w) for w in model.trainable_weights]
