@@ -85,7 +85,5 @@ def run_layer_contract(
     path = str(tmp_path / "layer_model.keras")
     model.save(path)
     loaded = saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(
-        to_numpy(loaded(data)), to_numpy(model(data)), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(to_numpy(loaded(data)), to_numpy(model(data)), rtol=1e-6, atol=1e-6)
     return model

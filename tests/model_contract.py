@@ -150,6 +150,7 @@ def run_backbone_contract(
     expected_pyramid_shapes,
     tmp_path,
     frozen_weights=(),
+    jit_compile=True,
 ):
     """Checks a backbone configuration end to end (see the module docstring).
 
@@ -161,6 +162,10 @@ def run_backbone_contract(
         expected_pyramid_shapes: `{level: shape without the batch axis}`.
         frozen_weights: substrings of weight paths allowed not to move in a
             training step, with the reason stated by the caller.
+        jit_compile: train with `jit_compile=True` (XLA; ignored on PyTorch)
+            or Keras' default (`"auto"`: XLA on JAX only). An XLA compile
+            costs tens of seconds on a busy CPU: one configuration per family
+            is enough.
 
     Returns:
         `(backbone, loaded)`: the trained backbone and its copy loaded from
@@ -187,7 +192,7 @@ def run_backbone_contract(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         # torch.compile costs ~50 s per graph on CPU: PyTorch runs eagerly
         # here; test_bridge_attention compiles a BA layer under PyTorch.
-        jit_compile=BACKEND != "torch",
+        jit_compile=True if jit_compile and BACKEND != "torch" else "auto",
     )
     labels = np.arange(batch) % 3
     before = [to_numpy(w) for w in model.trainable_weights]
