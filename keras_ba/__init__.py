@@ -3,10 +3,11 @@
 Sub-packages are imported on first use (`keras_ba.layers`,
 `keras_ba.applications`, ...), so `import keras_ba` and the `keras-ba`
 command line start quickly: importing Keras starts its backend, and that
-is left to the first name that needs it. When Keras is already imported,
-`import keras_ba` also registers the layers, so that
-`import keras, keras_ba` is enough before `keras.saving.load_model` of a
-keras_ba file (otherwise `import keras_ba.layers`).
+is left to the first name that needs it. `keras_ba.load_model(path)`
+imports what a `.keras` file needs and loads it in any process. When Keras
+is already imported, `import keras_ba` also registers the layers and
+models, so `import keras, keras_ba` is enough before
+`keras.saving.load_model` too.
 
 Example:
 >>> import keras_ba
@@ -22,10 +23,31 @@ import sys
 
 from keras_ba.version import __version__
 
-_SUBPACKAGES = ("analysis", "applications", "cli", "convert", "extras", "layers", "training")
-_NAMES = {"BridgeAttention": "keras_ba.layers", "SqueezeExcite": "keras_ba.layers"}
+_SUBPACKAGES = (
+    "analysis",
+    "applications",
+    "cli",
+    "convert",
+    "extras",
+    "layers",
+    "saving",
+    "training",
+)
+_NAMES = {
+    "BridgeAttention": "keras_ba.layers",
+    "SqueezeExcite": "keras_ba.layers",
+    "load_model": "keras_ba.saving",
+}
 
-__all__ = ["BridgeAttention", "SqueezeExcite", "__version__", "applications", "convert", "layers"]
+__all__ = [
+    "BridgeAttention",
+    "SqueezeExcite",
+    "__version__",
+    "applications",
+    "convert",
+    "layers",
+    "load_model",
+]
 
 
 def __getattr__(name):
@@ -40,5 +62,5 @@ def __dir__():
     return sorted(set(globals()) | set(_SUBPACKAGES) | set(_NAMES))
 
 
-if "keras" in sys.modules:  # registering the layers costs nothing more then
-    importlib.import_module("keras_ba.layers")
+if "keras" in sys.modules:  # registering the classes costs nothing more then
+    importlib.import_module("keras_ba.saving").register_serializables()

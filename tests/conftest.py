@@ -32,9 +32,11 @@ def _seed_and_reset():
     """
     keras.utils.set_random_seed(1234)
     keras.config.set_dtype_policy("float32")
+    keras.config.set_image_data_format("channels_last")
     keras.backend.clear_session(free_memory=False)
     yield
     keras.config.set_dtype_policy("float32")
+    keras.config.set_image_data_format("channels_last")
 
 
 def official_keys(name):

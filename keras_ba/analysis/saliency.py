@@ -278,12 +278,10 @@ def explain_file(model_path, images, methods=("gradcam",), classes=None, **optio
 
 
 def _load_model(model_path):
-    import keras
-
-    import keras_ba  # noqa: F401  (registers the layers)
+    from keras_ba.saving import load_model
 
     try:
-        return keras.saving.load_model(model_path, compile=False)
+        return load_model(model_path, compile=False)
     except Exception as error:  # noqa: BLE001 (any loading problem is the user's file)
         raise AnalysisError(f"Cannot load the model {model_path!r}: {error}") from None
 

@@ -177,7 +177,9 @@ def load_weights(model, weights):
         return None
     path = os.fspath(weights)
     if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        from keras_ba.saving import load_model
+
+        source = load_model(path, compile=False, safe_mode=True)
         source_shapes = _weight_shapes(source)
     else:
         source, source_shapes = _read_weights_h5(model, path)

@@ -772,11 +772,9 @@ def load_trained_model(path):
     keras_ba.training.errors.WorkflowError: No such model file: 'missing.keras'.
     """
     path = model_path(path)
-    import keras
-
-    import keras_ba.applications  # noqa: F401  (registers the layers)
+    from keras_ba.saving import load_model
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        return load_model(path, compile=False)
     except Exception as error:
         raise WorkflowError(f"Cannot load the model {path!r}: {_first_line(error)}") from None
