@@ -325,6 +325,6 @@ def check_pyramid_shapes(build, expected, sizes=(64, 96)):
         pyramid = build(_to_format((None, None, 3), data_format), data_format).pyramid_model()
         for size in sizes:
             images = np.zeros((1,) + _to_format((size, size, 3), data_format), "float32")
-            got = {k: v.shape for k, v in pyramid.predict(images, verbose=0).items()}
+            got = {k: tuple(v.shape) for k, v in pyramid(images, training=False).items()}
             want = {k: (1,) + _to_format(v, data_format) for k, v in expected(size).items()}
             assert got == want, (data_format, size)
