@@ -7,9 +7,9 @@ calls `run_backbone_contract` once per configuration. It checks
   class serializes under its registered `keras_ba>` name;
 - shapes: the output and every `pyramid_outputs` level;
 - training: a classifier on the backbone, compiled with `jit_compile=True`
-  (XLA on TensorFlow and JAX; PyTorch runs eagerly, see below), lowers the
-  loss in one step and moves every trainable weight (a weight that never
-  moves is a branch computed but unused);
+  (XLA on TensorFlow and JAX; PyTorch runs eagerly, see below) or run the
+  cheapest way, lowers the loss in one step and moves every trainable weight
+  (a weight that never moves is a branch computed but unused);
 - saving: the backbone and the classifier round-trip through `.keras` with
   `safe_mode=True`, outputs equal, `pyramid_outputs` kept;
 - mixed precision: `dtype="mixed_bfloat16"` reaches every layer (float32
@@ -162,10 +162,11 @@ def run_backbone_contract(
         expected_pyramid_shapes: `{level: shape without the batch axis}`.
         frozen_weights: substrings of weight paths allowed not to move in a
             training step, with the reason stated by the caller.
-        jit_compile: train with `jit_compile=True` (XLA; ignored on PyTorch)
-            or Keras' default (`"auto"`: XLA on JAX only). An XLA compile
-            costs tens of seconds on a busy CPU: one configuration per family
-            is enough.
+        jit_compile: train with `jit_compile=True` (XLA; PyTorch stays
+            eager), or the cheapest way: eagerly on TensorFlow and PyTorch
+            (no graph to trace), compiled on JAX (its eager steps are
+            slower than a compile). A compile costs tens of seconds on a
+            busy CPU: one configuration per family is enough.
 
     Returns:
         `(backbone, loaded)`: the trained backbone and its copy loaded from
@@ -187,12 +188,18 @@ def run_backbone_contract(
 
     # One training step lowers the loss and moves every trainable weight.
     model = _classifier(backbone, classes=3)
+    if BACKEND == "torch":
+        # torch.compile costs ~50 s per graph on CPU: PyTorch runs eagerly
+        # here; test_bridge_attention compiles a BA layer under PyTorch.
+        mode = dict(run_eagerly=True)
+    elif jit_compile or BACKEND == "jax":
+        mode = dict(jit_compile=True)
+    else:
+        mode = dict(run_eagerly=True)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        # torch.compile costs ~50 s per graph on CPU: PyTorch runs eagerly
-        # here; test_bridge_attention compiles a BA layer under PyTorch.
-        jit_compile=True if jit_compile and BACKEND != "torch" else "auto",
+        **mode,
     )
     labels = np.arange(batch) % 3
     before = [to_numpy(w) for w in model.trainable_weights]
@@ -326,6 +333,6 @@ def check_pyramid_shapes(build, expected, sizes=(64, 96)):
         pyramid = build(_to_format((None, None, 3), data_format), data_format).pyramid_model()
         for size in sizes:
             images = np.zeros((1,) + _to_format((size, size, 3), data_format), "float32")
-            got = {k: v.shape for k, v in pyramid.predict(images, verbose=0).items()}
+            got = {k: tuple(v.shape) for k, v in pyramid(images, training=False).items()}
             want = {k: (1,) + _to_format(v, data_format) for k, v in expected(size).items()}
             assert got == want, (data_format, size)

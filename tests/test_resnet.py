@@ -134,7 +134,7 @@ def test_stride_sits_on_the_3x3_conv():
 def test_output_shapes(include_top, pooling, expected):
     model = tiny_resnet(include_top=include_top, pooling=pooling)
     assert model.output_shape == expected
-    y = model.predict(np.zeros((2, 16, 16, 3), "float32"), verbose=0)
+    y = to_numpy(model(np.zeros((2, 16, 16, 3), "float32"), training=False))
     assert y.shape == (2,) + expected[1:]
 
 
@@ -162,7 +162,7 @@ def test_fully_convolutional_input_and_input_tensor():
     model = BAResNet(**TINY, classes=3)
     assert model.input_shape == (None, None, None, 3)
     assert model.input.name == "images" or model.inputs[0].name == "images"
-    y = model.predict(np.zeros((1, 24, 40, 3), "float32"), verbose=0)
+    y = to_numpy(model(np.zeros((1, 24, 40, 3), "float32"), training=False))
     assert y.shape == (1, 3)
     tensor = keras.Input((32, 32, 3))
     model = BAResNet(**TINY, classes=3, input_tensor=tensor)
@@ -341,19 +341,23 @@ def test_weights_argument_loads_keras_and_weights_h5(tmp_path):
     source = tiny_resnet(attention="bav2")
     randomize_weights(source)  # BatchNorm statistics too
     images, _ = digits_images()
-    expected = source.predict(images[:4], verbose=0)
+    expected = to_numpy(source(images[:4], training=False))
     source.save(tmp_path / "full.keras")
     source.save_weights(tmp_path / "full.weights.h5")
     for name in ("full.keras", "full.weights.h5"):
         loaded = tiny_resnet(attention="bav2", weights=str(tmp_path / name))
-        np.testing.assert_allclose(loaded.predict(images[:4], verbose=0), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            to_numpy(loaded(images[:4], training=False)), expected, atol=1e-6
+        )
     # Transfer learning: no top, features equal the source's trunk.
     trunk = tiny_resnet(
         attention="bav2", include_top=False, pooling="avg", weights=str(tmp_path / "full.keras")
     )
     source_trunk = keras.Model(source.input, source.get_layer("avg_pool").output)
     np.testing.assert_allclose(
-        trunk.predict(images[:4], verbose=0), source_trunk.predict(images[:4], verbose=0), atol=1e-6
+        to_numpy(trunk(images[:4], training=False)),
+        to_numpy(source_trunk(images[:4], training=False)),
+        atol=1e-6,
     )
 
 
