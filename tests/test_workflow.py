@@ -199,20 +199,6 @@ def test_another_configuration_is_refused_before_anything_is_written(run, tmp_pa
     assert "finished run of another configuration" in capsys.readouterr().err
 
 
-def test_overwrite_starts_afresh(run, tmp_path, capsys):
-    import shutil
-
-    folder = tmp_path / "again"
-    shutil.copytree(run["paths"].root, folder)  # a finished run of another configuration
-    command = ["train", *TINY_MODEL, *QUICK, "--epochs", "1", "--output", str(folder)]
-    assert main([*command, "--overwrite"]) == 0
-    config = run_folder.RunConfig.load(folder / "run.json")
-    assert config.recipe["epochs"] == 1 and config.data["limit"] == 32
-    assert config.status == "finished"
-    assert run_folder.read_history(str(folder / "history.csv"))["epoch"] == [0.0]
-    assert not (folder / "history.png").exists()  # the old run's files are gone
-
-
 # === Evaluate, predict, export ===
 
 
@@ -373,14 +359,21 @@ def test_onnx_export_computes_the_same_probabilities(run, tmp_path):
 # === In-process training ===
 
 
-def test_same_seed_gives_the_same_history(tmp_path):
+def test_overwrite_trains_afresh_and_the_same_seed_gives_the_same_history(run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "again"
+    shutil.copytree(run["paths"].root, folder)  # a finished run of another configuration
+    command = ["train", *TINY_MODEL, *QUICK, "--epochs", "2", "--seed", "0"]
+    command += ["--steps-per-epoch", "1", "--output", str(folder), "--overwrite"]
     histories = []
-    for name in ("a", "b"):
-        command = ["train", *TINY_MODEL, *QUICK, "--epochs", "2", "--seed", "0"]
-        command[command.index("--steps-per-epoch") + 1] = "1"
-        assert main([*command, "--output", str(tmp_path / name)]) == 0
-        histories.append(run_folder.read_history(str(tmp_path / name / "history.csv")))
-    assert histories[0].keys() == histories[1].keys()
+    for _ in range(2):  # the second --overwrite retrains the same configuration
+        assert main(command) == 0
+        histories.append(run_folder.read_history(str(folder / "history.csv")))
+        config = run_folder.RunConfig.load(folder / "run.json")
+        assert config.data["limit"] == 32 and config.status == "finished"
+        assert not (folder / "history.png").exists()  # the old run's files are gone
+    assert histories[0]["epoch"] == [0.0, 1.0] and histories[0].keys() == histories[1].keys()
     for key in histories[0]:
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-6, err_msg=key)
 

@@ -119,11 +119,12 @@ class NotInstalled(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, NotInstalled())
 import keras
 import keras_ba
-from keras_ba.applications import BAResNet18
+from keras_ba.applications import BAResNet
 from keras_ba.convert import read_state_dict
 
 folder = tempfile.mkdtemp()
-model = BAResNet18(classes=3, input_shape=(32, 32, 3))
+model = BAResNet([1, 1, 1, 1], [8, 16, 32, 64], block_type="basic", stem="cifar", stem_filters=8,
+                 reduction=4, classes=3, input_shape=(16, 16, 3))
 model.save(os.path.join(folder, "m.keras"))
 keras.saving.load_model(os.path.join(folder, "m.keras"))
 print("MODELS OK")

@@ -137,9 +137,11 @@ def model_path(path):
 class RunConfig:
     """The configuration of a training run, stored as `run.json`.
 
-    Two runs are the same run when every field but `status`, `class_names`
-    (compared once the data is read), `steps` and `keras_ba_version` is
-    equal: `differences` lists the others.
+    Two runs are the same run when their configuration fields (`model_spec`,
+    `data`, `recipe`, `seed`, `precision`, `distribute`, `steps_per_epoch`,
+    `backend`) are equal: `differences` lists those that are not. The class
+    names are compared once the data is read; the other fields are derived
+    or informative.
 
     Attributes:
         model: model name, e.g. `"ba_resnet18"`.
@@ -182,7 +184,16 @@ class RunConfig:
     status: str = RUNNING
     keras_ba_version: str = ""
 
-    NOT_COMPARED = ("status", "class_names", "steps", "keras_ba_version")
+    # Derived (from model_spec and recipe), compared later, or informative.
+    NOT_COMPARED = (
+        "model",
+        "image_size",
+        "eval_crop_pct",
+        "status",
+        "class_names",
+        "steps",
+        "keras_ba_version",
+    )
 
     @property
     def finished(self):

@@ -267,10 +267,10 @@ def _check_same_run(existing, requested, paths, check_classes=True):
         differences.append("class_names")
     if not differences:
         return
-    state = "finished" if existing.finished else "unfinished"
+    state = "a finished" if existing.finished else "an unfinished"
     fields = ", ".join(f"`{name}`" for name in differences)
     raise WorkflowError(
-        f"{paths.root!r} holds an {state} run of another configuration (it differs in "
+        f"{paths.root!r} holds {state} run of another configuration (it differs in "
         f"{fields}); nothing was changed. Rerun with that run's settings, pass "
         "`overwrite=True` to start afresh there, or choose another `output`."
     )
