@@ -4,12 +4,13 @@
 | -------------- | ---------- | ------------------------------------------------ |
 | `mirrored`     | tensorflow | `tf.distribute.MirroredStrategy` (one machine)   |
 | `multi-worker` | tensorflow | `tf.distribute.MultiWorkerMirroredStrategy` (`TF_CONFIG`; one worker: see `check_multi_worker`) |
-| `data-parallel`| jax        | `keras.distribution.DataParallel`                |
+| `data-parallel`| jax        | `keras.distribution.DataParallel` (one or several processes) |
+| `ddp`          | torch      | `torch.nn.parallel.DistributedDataParallel` in `ddp_loop.fit` |
 
 `mirrored` becomes `multi-worker` when `TF_CONFIG` is set. The PyTorch
 backend has no Keras-level multi-device API (`keras.distribution` is
-JAX-only in Keras 3.15; multi-GPU PyTorch is torch DDP with a custom loop),
-so it gets a clear error instead.
+JAX-only in Keras 3.15), so multi-GPU PyTorch is torch DDP with a loop of
+ours (`ddp`, see `multiprocess` for several processes).
 
 `configure_devices(n)` splits the CPU into n devices for testing on one
 machine; it must run before the first TensorFlow op (TF) or the first JAX
@@ -22,7 +23,7 @@ of the global batch.
 
 Example:
 >>> describe_modes()["data-parallel"]
-'keras.distribution.DataParallel (JAX backend)'
+'keras.distribution.DataParallel (JAX backend; several processes: --num-processes)'
 """
 
 import contextlib
@@ -35,8 +36,13 @@ import keras
 
 from keras_ba.training.errors import WorkflowError
 
-MODES = ("none", "mirrored", "multi-worker", "data-parallel")
-BACKEND_OF_MODE = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
+MODES = ("none", "mirrored", "multi-worker", "data-parallel", "ddp")
+BACKEND_OF_MODE = {
+    "mirrored": "tensorflow",
+    "multi-worker": "tensorflow",
+    "data-parallel": "jax",
+    "ddp": "torch",
+}
 _XLA_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -45,13 +51,16 @@ def describe_modes():
 
     Example:
     >>> sorted(describe_modes())
-    ['data-parallel', 'mirrored', 'multi-worker', 'none']
+    ['data-parallel', 'ddp', 'mirrored', 'multi-worker', 'none']
     """
     return {
         "none": "one device",
         "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
         "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
-        "data-parallel": "keras.distribution.DataParallel (JAX backend)",
+        "data-parallel": "keras.distribution.DataParallel (JAX backend; several processes: "
+        "--num-processes)",
+        "ddp": "torch DistributedDataParallel, one process per device (PyTorch backend; "
+        "torchrun or --num-processes)",
     }
 
 
@@ -196,8 +205,9 @@ def check_multi_worker(mode):
         raise WorkflowError(
             f"TF_CONFIG describes {cluster_size()} machines, but Keras 3's fit does not run "
             "MultiWorkerMirroredStrategy over several workers (keras-team/keras#20585). "
-            "Train on one machine with --distribute mirrored (all its GPUs), or with "
-            "KERAS_BACKEND=jax and --distribute data-parallel."
+            "Train on one machine with --distribute mirrored (all its GPUs), or on several "
+            "machines with KERAS_BACKEND=jax --distribute data-parallel or KERAS_BACKEND=torch "
+            "--distribute ddp (README: Training on several machines)."
         )
 
 
@@ -217,14 +227,15 @@ def check_backend(mode, backend=None):
     if backend == "torch":
         advice = (
             "The PyTorch backend has no Keras multi-device API (keras.distribution "
-            "is JAX-only): train with torch DistributedDataParallel in a custom loop, or "
-            "use KERAS_BACKEND=tensorflow (--distribute mirrored) or jax "
-            "(--distribute data-parallel)."
+            "is JAX-only): use --distribute ddp (torch DistributedDataParallel)."
         )
     elif backend == "tensorflow":
-        advice = "On TensorFlow use --distribute mirrored (or multi-worker)."
+        advice = (
+            "On TensorFlow use --distribute mirrored (one machine); for several machines "
+            "use KERAS_BACKEND=jax (data-parallel) or torch (ddp)."
+        )
     else:
-        advice = "On JAX use --distribute data-parallel."
+        advice = "On JAX use --distribute data-parallel (one or several processes)."
     raise WorkflowError(
         f"--distribute {mode} needs KERAS_BACKEND={needed}, but the backend is {backend!r}. "
         + advice
@@ -252,11 +263,15 @@ def setup_distribution(mode, backend=None):
     mode = resolve_mode(mode)
     backend = backend or keras.backend.backend()
     check_backend(mode, backend)
-    if mode == "none":
-        return Distribution(mode, 1)
+    if mode in ("none", "ddp"):
+        return Distribution(mode, 1)  # ddp: the processes are the replicas (ddp_loop)
     if mode == "data-parallel":
+        # All devices of all processes; every process feeds its own shard of
+        # the global batch (data.train_dataset(num_shards=...)), so Keras must
+        # not shard the dataset again.
         devices = keras.distribution.list_devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        keras.distribution.set_distribution(distribution)
         return Distribution(mode, len(devices))
     import tensorflow as tf
 

@@ -14,7 +14,16 @@ import time
 
 import keras
 
-from keras_ba.training import callbacks, data, distribute, export, models, recipes
+from keras_ba.training import (
+    callbacks,
+    data,
+    ddp_loop,
+    distribute,
+    export,
+    models,
+    multiprocess,
+    recipes,
+)
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import JIT_CHOICES, PRECISIONS, SUBSETS
 
@@ -28,6 +37,7 @@ class TrainResult:
         paths: the run folder's `RunPaths`.
         history: `{metric: [value per epoch]}` of this call's epochs.
         seconds: wall time of the call.
+        model: the trained `keras.Model` (in memory; on every process).
 
     Example:
         result.history["val_accuracy"][-1]
@@ -37,6 +47,7 @@ class TrainResult:
     paths: callbacks.RunPaths
     history: dict
     seconds: float
+    model: object = None
 
 
 @contextlib.contextmanager
@@ -66,7 +77,7 @@ def _run_folder(output, mode):
     return callbacks.RunPaths(output if index == 0 else os.path.join(output, f".worker{index}"))
 
 
-def _run_config(model_spec, source, recipe, splits, seed, precision, mode):
+def _run_config(model_spec, source, recipe, splits, seed, precision, mode, group):
     if source.kind == "folder":
         source = dataclasses.replace(source, data=os.path.abspath(source.data))
     return {
@@ -80,6 +91,7 @@ def _run_config(model_spec, source, recipe, splits, seed, precision, mode):
         "seed": seed,
         "precision": precision,
         "distribute": mode,
+        "processes": group.num_processes,
         "backend": keras.backend.backend(),
     }
 
@@ -98,6 +110,8 @@ def train(
     verbose="auto",
     cache="auto",
     plot=True,
+    process_group=None,
+    sync_batch_norm=True,
 ):
     """Trains a BA model; resumes an unfinished run in the same folder.
 
@@ -121,6 +135,11 @@ def train(
         verbose: Keras verbosity (`"auto"`, 0, 1 or 2).
         cache: `"auto"`, `"memory"` or `"none"` (decoded images in memory).
         plot: write `history.png` at the end (needs matplotlib).
+        process_group: a `multiprocess.ProcessGroup` for several processes
+            (`data-parallel` on JAX, `ddp` on PyTorch); default: resolved
+            from the environment (`KERAS_BA_*`, torchrun, SLURM). Only
+            process 0 writes files.
+        sync_batch_norm: `ddp`: BatchNorm statistics over the global batch.
 
     Returns:
         A `TrainResult`.
@@ -133,34 +152,48 @@ def train(
               get_recipe("small", epochs=3), "runs/digits")
     """
     start = time.time()
+    mode = _check_options(model_spec, distribute_mode, jit_compile)
+    group = process_group or multiprocess.resolve_process_group(mode)
+    multiprocess.check_mode(mode, group, devices=devices)
+    multiprocess.check_batch(recipe.batch_size, group)
+    if group.is_multi:
+        multiprocess.initialize(group)  # before any JAX computation and any file
     if devices:
         distribute.configure_devices(devices)
-    mode = _check_options(model_spec, distribute_mode, jit_compile)
     paths = _run_folder(output, mode)
-    callbacks.prepare_output_dir(paths.root)
+    if group.is_chief:
+        callbacks.prepare_output_dir(paths.root)
     # Strategies first: MultiWorkerMirroredStrategy must exist before any TF op.
     setup = distribute.setup_distribution(mode)
+    if mode == "ddp":
+        setup = distribute.Distribution(mode, group.num_processes)
     try:
         keras.utils.set_random_seed(seed)
         splits = data.load_splits(source, recipe.load_size())
         distribute.check_batch(recipe.batch_size, setup)
         steps = steps_per_epoch or data.steps_per_epoch(splits.train_size, recipe.batch_size)
         model = _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_compile)
-        callbacks.write_json(
-            _run_config(model_spec, source, recipe, splits, seed, precision, setup.mode),
-            paths.config,
+        if group.is_chief:
+            callbacks.write_json(
+                _run_config(model_spec, source, recipe, splits, seed, precision, setup.mode, group),
+                paths.config,
+            )
+        _print_plan(model, recipe, splits, steps, setup, precision, paths, group)
+        history = _fit(
+            model, recipe, splits, steps, seed, cache, paths, verbose, source, setup, group,
+            sync_batch_norm,
         )
-        _print_plan(model, recipe, splits, steps, setup, precision, paths)
-        history = _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setup)
     finally:
         if setup.mode == "data-parallel":
             keras.distribution.set_distribution(None)
-    _check_finite(history, paths)
-    callbacks.atomic_save(model, paths.model)
-    if plot:
-        _plot(paths, model.name)
-    print(f"Saved {paths.model} ({time.time() - start:.0f} s).")
-    return TrainResult(paths.model, paths, history, time.time() - start)
+    _check_finite(history, paths, group)
+    if group.is_chief:
+        callbacks.atomic_save(model, paths.model)
+        if plot:
+            _plot(paths, model.name)
+        print(f"Saved {paths.model} ({time.time() - start:.0f} s).")
+    multiprocess.shutdown(group)
+    return TrainResult(paths.model, paths, history, time.time() - start, model)
 
 
 def _check_options(model_spec, distribute_mode, jit_compile):
@@ -189,23 +222,31 @@ def _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_
     return model
 
 
-def _print_plan(model, recipe, splits, steps, setup, precision, paths):
+def _print_plan(model, recipe, splits, steps, setup, precision, paths, group):
+    if not group.is_chief:
+        print(f"Training as {group.describe()}; process 0 reports the progress.")
+        return
     print(
         f"Training {model.name} ({model.count_params():,} parameters) on "
         f"{splits.train_size} images of {len(splits.class_names)} classes "
         f"({splits.validation_size} for validation), {recipe.image_size}x{recipe.image_size} px.\n"
         f"  {recipe.epochs} epochs x {steps} steps, batch {recipe.batch_size}, {recipe.optimizer} "
         f"peak lr {recipe.peak_lr():g}, precision {precision}, backend "
-        f"{keras.backend.backend()}, {setup.mode} ({setup.replicas} replica(s)).\n"
+        f"{keras.backend.backend()}, {setup.mode} ({setup.replicas} replica(s)), "
+        f"{group.describe()}.\n"
         f"  Run folder: {paths.root} (rerun the same command to resume)."
     )
 
 
-def _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setup):
+def _fit(
+    model, recipe, splits, steps, seed, cache, paths, verbose, source, setup, group,
+    sync_batch_norm,
+):
     import tensorflow as tf
 
     num_classes = len(splits.class_names)
-    train_ds = data.train_dataset(splits, recipe, seed, cache)
+    shards = multiprocess.shard_arguments(group)
+    train_ds = data.train_dataset(splits, recipe, seed, cache, **shards)
     # JAX DataParallel needs every batch to split over the devices: the
     # validation during training skips the last partial batch there.
     drop = setup.mode == "data-parallel"
@@ -223,17 +264,28 @@ def _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setu
         splits.validation_size,
         cache,
         drop_remainder=drop,
+        **shards,
     )
+    progress = multiprocess.Progress()
+    run_callbacks = multiprocess.process_callbacks(callbacks.make_callbacks(paths), group)
+    run_callbacks.append(progress)
+    verbose = verbose if group.is_chief else 0
     try:
-        history = model.fit(
-            train_ds,
-            epochs=recipe.epochs,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            callbacks=callbacks.make_callbacks(paths),
-            verbose=verbose,
-            shuffle=False,
-        )
+        with multiprocess.peer_loss_guard(group, progress):
+            if setup.mode == "ddp":
+                return ddp_loop.fit(
+                    model, train_ds, val_ds, recipe.epochs, steps, run_callbacks, group,
+                    verbose, sync_batch_norm,
+                )
+            history = model.fit(
+                train_ds,
+                epochs=recipe.epochs,
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                callbacks=run_callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
     except tf.errors.InvalidArgumentError as error:
         raise WorkflowError(_data_error_message(error, source)) from None
     return history.history
@@ -257,10 +309,10 @@ def _data_error_message(error, source):
     return f"Reading the images of {source.data!r} failed: {message}; {where}."
 
 
-def _check_finite(history, paths):
+def _check_finite(history, paths, group):
     losses = history.get("loss", [])
     if losses and not all(v == v and abs(v) != float("inf") for v in losses):
-        if os.path.exists(paths.checkpoint):
+        if group.is_chief and os.path.exists(paths.checkpoint):
             os.remove(paths.checkpoint)  # written after the NaN step: NaN weights
         raise WorkflowError(
             "Training stopped: the loss became NaN or infinite (TerminateOnNaN); the model "
