@@ -64,7 +64,10 @@ def main():
         if os.path.isdir(os.path.join(folder, c))
     )
     for item in predict(result.model_path, some, top_k=2):
-        print(item["path"], "->", ", ".join(f"{n} {p:.3f}" for n, p in item["top"]))
+        if "error" in item:  # an unreadable file: reported, the others still classified
+            print(item["path"], "->", item["error"])
+        else:
+            print(item["path"], "->", ", ".join(f"{n} {p:.3f}" for n, p in item["top"]))
 
 
 if __name__ == "__main__":

@@ -9,19 +9,23 @@ Example:
 
 import argparse
 import dataclasses
-import json
 import os
+import re
 import sys
 
-from keras_ba.training import distribute, recipes
+# Light imports only: the parser is built before Keras or TensorFlow start.
+from keras_ba.extras import MissingExtraError
+from keras_ba.training import recipes
 from keras_ba.training.errors import WorkflowError
-from keras_ba.training.models import ATTENTIONS, STEMS
 from keras_ba.training.options import (
+    ATTENTIONS,
     CACHE_MODES,
     DIGITS,
+    DISTRIBUTE_MODES,
     EXPORT_FORMATS,
     JIT_CHOICES,
     PRECISIONS,
+    STEMS,
     SUBSETS,
 )
 
@@ -42,22 +46,65 @@ def register(subparsers):
     _add_export(subparsers)
 
 
+# Library parameters whose flag is not `--` + the name with dashes.
+FLAG_OF = {
+    "distribute_mode": "distribute",
+    "model_spec.name": "model",
+    "data.data": "data",
+    "source": "data",
+    "top_k": "top-k",
+}
+
+
+def flag_text(message, parser):
+    """A library message in command-line terms: `name=value` -> `--name value`.
+
+    The library names its Python parameters in backquotes (`` `batch_size` ``,
+    `` `batch_size=6` ``, `` `recipe.epochs` ``); those that are flags of
+    `parser` become the flag (a dotted field: its last part), the others
+    lose their backquotes.
+
+    Example:
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = parser.add_argument("--batch-size"); _ = parser.add_argument("--overwrite")
+    >>> flag_text("Use `batch_size=6`, `recipe.batch_size` or `overwrite=True`.", parser)
+    'Use --batch-size 6, --batch-size or --overwrite.'
+    """
+    flags = {option for action in parser._actions for option in action.option_strings}
+
+    def replace(match):
+        name, value = match.group(1), match.group(2)
+        flag = "--" + FLAG_OF.get(name, name.split(".")[-1]).replace("_", "-")
+        if flag not in flags:
+            return match.group(0)[1:-1]
+        if value is None or value == "True":
+            return flag
+        return f"{flag} {value.strip(chr(39))}"
+
+    return re.sub(r"`([A-Za-z_][\w.]*)(?:=([^`]*))?`", replace, message)
+
+
 def _handler(function):
     """Runs a command: user errors become one message and exit status 1."""
 
     def run(args):
         try:
             return function(args) or 0
-        except WorkflowError as error:
+        except (WorkflowError, MissingExtraError) as error:
             if args.traceback:
                 raise
-            print(f"keras-ba {args.command}: error: {error}", file=sys.stderr)
+            message = flag_text(str(error), args.command_parser)
+            print(f"keras-ba {args.command}: error: {message}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print(f"\nkeras-ba {args.command}: interrupted.", file=sys.stderr)
             return 130
 
     return run
+
+
+def _set_command(parser, function):
+    parser.set_defaults(func=_handler(function), command_parser=parser, needs_tensorflow=True)
 
 
 def _common(parser):
@@ -68,7 +115,8 @@ def _common(parser):
         "--verbose",
         default="auto",
         choices=("auto", "0", "1", "2"),
-        help="Keras progress output: 1 progress bar, 2 one line per epoch, 0 silent",
+        help="Keras progress output: 1 progress bar, 2 one line per epoch, 0 silent; auto: "
+        "1 on a terminal, 2 when the output goes to a file or a pipe",
     )
 
 
@@ -85,7 +133,9 @@ def _add_train(subparsers):
         help="train a BA model (resumes an unfinished run in --output)",
         description="Train a BA model on the embedded digits, an image folder or a local "
         "TFDS dataset with one of the papers' recipes. Rerunning the same command after an "
-        "interruption resumes at the next epoch.",
+        "interruption (even a kill) resumes at the next epoch; rerunning a finished run does "
+        "nothing (--overwrite trains it again); another configuration in the same --output "
+        "is refused.",
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -133,8 +183,8 @@ def _add_train(subparsers):
     run.add_argument(
         "--distribute",
         default="none",
-        choices=distribute.MODES,
-        help="; ".join(f"{k}: {v}" for k, v in distribute.describe_modes().items()),
+        choices=tuple(DISTRIBUTE_MODES),
+        help="; ".join(f"{k}: {v}" for k, v in DISTRIBUTE_MODES.items()),
     )
     run.add_argument(
         "--devices",
@@ -149,8 +199,14 @@ def _add_train(subparsers):
         help="XLA compilation of the train step (default: Keras' choice)",
     )
     run.add_argument("--no-plot", action="store_true", help="do not write history.png")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --output that holds a finished run or one of another "
+        "configuration (its run files are removed first)",
+    )
     _common(parser)
-    parser.set_defaults(func=_handler(_train))
+    _set_command(parser, _train)
 
 
 def _add_multiprocess_flags(parser):
@@ -243,15 +299,16 @@ def _add_recipe_flags(parser):
 
 
 def _train(args):
-    from keras_ba.training import ModelSpec, multiprocess, run
+    from keras_ba.training import multiprocess, trainer
     from keras_ba.training.data import DataSource
+    from keras_ba.training.models import ModelSpec
 
     group = multiprocess.resolve_process_group(
-        distribute.resolve_mode(args.distribute),
-        args.num_processes,
-        args.process_id,
-        args.coordinator,
-        args.distributed_timeout,
+        args.distribute,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        coordinator=args.coordinator,
+        distributed_timeout=args.distributed_timeout,
     )
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipes.Recipe)}
@@ -268,7 +325,7 @@ def _train(args):
     source = DataSource(
         args.data, args.validation_split, args.split_seed, args.limit, args.tfds_data_dir
     )
-    result = run.train(
+    result = trainer.train(
         spec,
         source,
         recipe,
@@ -282,9 +339,13 @@ def _train(args):
         verbose=_verbosity(args.verbose),
         cache=args.cache,
         plot=not args.no_plot,
+        overwrite=args.overwrite,
+        log=lambda message: print(flag_text(message, args.command_parser), flush=True),
         process_group=group,
         sync_batch_norm=args.sync_batch_norm,
     )
+    if result.already_finished:
+        return 0
     last = {k: v[-1] for k, v in result.history.items() if v}
     shown = ", ".join(
         f"{k} {last[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in last
@@ -293,11 +354,6 @@ def _train(args):
 
 
 # === evaluate ===
-
-
-def _model_file(path):
-    """A run folder stands for its model.keras."""
-    return os.path.join(path, "model.keras") if os.path.isdir(path) else path
 
 
 def _add_evaluate(subparsers):
@@ -328,11 +384,11 @@ def _add_evaluate(subparsers):
     parser.add_argument("--cache", default="auto", choices=CACHE_MODES)
     parser.add_argument("--json", help="also write the results to this JSON file")
     _common(parser)
-    parser.set_defaults(func=_handler(_evaluate))
+    _set_command(parser, _evaluate)
 
 
 def _evaluate(args):
-    from keras_ba.training import run
+    from keras_ba.training import inference
     from keras_ba.training.data import DataSource
 
     source = None
@@ -340,8 +396,8 @@ def _evaluate(args):
         source = DataSource(
             args.data, args.validation_split, args.split_seed, None, args.tfds_data_dir
         )
-    results = run.evaluate(
-        _model_file(args.model),
+    results = inference.evaluate(
+        args.model,
         source,
         subset=args.subset,
         batch_size=args.batch_size,
@@ -360,8 +416,9 @@ def _evaluate(args):
 
 def _write_json(results, path):
     if path:
-        with open(path, "w") as file:
-            json.dump(results, file, indent=2)
+        from keras_ba.training.run_folder import write_json
+
+        write_json(results, path)
 
 
 # === predict ===
@@ -372,7 +429,8 @@ def _add_predict(subparsers):
         "predict",
         help="classify image files with a saved model",
         description="Classify images (files or folders) with a .keras model; prints one "
-        "line per image: path, class, probability.",
+        "line per image: path, class, probability. A file that cannot be read is reported "
+        "(on stderr) and the others are still classified; the exit status is 1 if any failed.",
     )
     parser.add_argument("model", help="a .keras file or a run folder")
     parser.add_argument("images", nargs="+", help="image files or folders")
@@ -380,21 +438,31 @@ def _add_predict(subparsers):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", help="also write the predictions to this JSON file")
     _common(parser)
-    parser.set_defaults(func=_handler(_predict))
+    _set_command(parser, _predict)
 
 
 def _predict(args):
-    from keras_ba.training import run
+    from keras_ba.training import inference
 
-    if args.top_k < 1:
-        raise WorkflowError(f"--top-k must be a positive integer, received {args.top_k}.")
-    results = run.predict(
-        _model_file(args.model), args.images, top_k=args.top_k, batch_size=args.batch_size
+    results = inference.predict(
+        args.model, args.images, top_k=args.top_k, batch_size=args.batch_size
     )
+    failed = 0
     for item in results:
+        if "error" in item:
+            failed += 1
+            print(f"keras-ba predict: error: {item['path']}: {item['error']}", file=sys.stderr)
+            continue
         top = "  ".join(f"{name} {probability:.4f}" for name, probability in item["top"])
         print(f"{item['path']}\t{top}")
     _write_json(results, args.json)
+    if failed:
+        print(
+            f"keras-ba predict: {failed} of {len(results)} files could not be read.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 # === export ===
@@ -420,14 +488,14 @@ def _add_export(subparsers):
     parser.add_argument("--image-size", type=int, help="model input side (default: the run's)")
     parser.add_argument("--crop-pct", type=float, help="evaluation crop (default: the run's)")
     _common(parser)
-    parser.set_defaults(func=_handler(_export))
+    _set_command(parser, _export)
 
 
 def _export(args):
     from keras_ba.training.export import export_model
 
     path = export_model(
-        _model_file(args.model),
+        args.model,
         args.output,
         name=args.name,
         version=args.version,

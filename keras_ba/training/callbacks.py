@@ -1,206 +1,83 @@
-"""The run folder: its layout, the training callbacks and atomic writes.
+"""The callbacks of a training run.
 
-A run folder (`--output`) holds::
-
-    model.keras            final model (written to a temporary name, then renamed)
-    run.json               model, data, recipe and class names (read by evaluate,
-                           predict and export)
-    history.csv            one row per finished epoch (kept across resumes)
-    history.png            loss and accuracy curves
-    checkpoints/last.keras the model after the latest epoch
-    backup/                BackupAndRestore state while a run is unfinished
-    logs/                  TensorBoard
+Every file they write is written atomically (`run_folder.atomic_path`):
+a process killed at any instant leaves the previous complete file or the
+new one. `make_callbacks` puts them in the order that keeps the run folder
+consistent: the history row of an epoch is written before the epoch's
+backup, so a run killed between the two repeats that epoch (its row is
+dropped on resume) instead of losing its row.
 
 Example:
->>> paths = RunPaths("runs/digits")
->>> paths.model
-'runs/digits/model.keras'
+>>> from keras_ba.training.run_folder import RunPaths
+>>> [type(c).__name__ for c in make_callbacks(RunPaths("run"), tensorboard=False)]
+['TerminateOnNaN', 'LearningRateLogger', 'ResumableCSVLogger', 'AtomicCheckpoint', 'RunBackup']
 """
 
-import contextlib
-import csv
 import importlib.util
-import json
-import os
-import signal
-import tempfile
+import math
 
 import keras
 
-from keras_ba.training.errors import WorkflowError
-
-KILL_AFTER_EPOCH_ENV = "KERAS_BA_KILL_AFTER_EPOCH"
+from keras_ba.training import run_folder
 
 
-class RunPaths:
-    """Paths inside a run folder.
-
-    Example:
-    >>> RunPaths("out").history_csv
-    'out/history.csv'
-    """
-
-    def __init__(self, root):
-        self.root = os.fspath(root)
-        self.model = os.path.join(self.root, "model.keras")
-        self.config = os.path.join(self.root, "run.json")
-        self.history_csv = os.path.join(self.root, "history.csv")
-        self.history_png = os.path.join(self.root, "history.png")
-        self.checkpoint = os.path.join(self.root, "checkpoints", "last.keras")
-        self.backup = os.path.join(self.root, "backup")
-        self.logs = os.path.join(self.root, "logs")
-
-
-# === Checks and atomic writes ===
-
-
-def prepare_output_dir(path):
-    """Creates `path` if needed and proves that files can be written in it.
-
-    Raises:
-        WorkflowError: naming the folder and the reason.
-
-    Example:
-    >>> import tempfile
-    >>> prepare_output_dir(tempfile.mkdtemp()) is None
-    True
-    """
+def _finite(logs):
+    """False when the epoch's loss is NaN or infinite (nothing worth keeping)."""
+    value = (logs or {}).get("loss")
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise WorkflowError(
-            f"Cannot write to the output folder {os.fspath(path)!r}: {error.strerror or error}."
-        ) from None
+        return value is None or math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
 
 
-@contextlib.contextmanager
-def temporary_path(path, suffix):
-    """A fresh file name next to `path`, renamed to `path` if the block succeeds.
-
-    On an exception the temporary file is removed and `path` is untouched.
-
-    Example:
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "out.txt")
-    >>> with temporary_path(path, ".txt") as temporary:
-    ...     _ = open(temporary, "w").write("done")
-    >>> open(path).read()
-    'done'
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(handle)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def atomic_save(model, path):
-    """Saves `model` to `path` (`.keras`) through a temporary file and a rename.
-
-    If saving fails, `path` is untouched (an older file stays) and no
-    partial file is left behind.
-
-    Example:
-    >>> import keras, tempfile, os
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    >>> path = os.path.join(tempfile.mkdtemp(), "m.keras")
-    >>> atomic_save(model, path); os.path.exists(path)
-    True
-    """
-    with temporary_path(path, ".keras") as temporary:
-        model.save(temporary)
-
-
-def write_json(data, path):
-    """Writes `data` as JSON through a temporary file and a rename.
-
-    Example:
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
-    >>> write_json({"a": 1}, path); read_json(path)
-    {'a': 1}
-    """
-    with temporary_path(path, ".json") as temporary:
-        with open(temporary, "w") as file:
-            json.dump(data, file, indent=2)
-
-
-def read_json(path):
-    """Reads a JSON file; None if it does not exist.
-
-    Example:
-    >>> read_json("no/such/run.json") is None
-    True
-    """
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
-# === Callbacks ===
-
-
-class ResumableCSVLogger(keras.callbacks.CSVLogger):
-    """`CSVLogger(append=True)` that keeps one row per epoch across resumes.
+class ResumableCSVLogger(keras.callbacks.Callback):
+    """Writes `history.csv`, one row per epoch, kept across resumes.
 
     When training starts at epoch `e` (0 for a new run, the next unfinished
-    epoch after `BackupAndRestore` restored a run), rows of epochs `>= e`
-    are dropped first: a run killed between writing its CSV row and its
-    backup repeats that epoch without a duplicate row, and a new run in an
-    old folder starts a fresh history.
+    epoch for a resumed one), rows of epochs `>= e` are dropped first: a run
+    killed after writing an epoch's row but before its backup repeats that
+    epoch without a duplicate row, and a new run starts a fresh history.
+    The whole file is rewritten atomically after every epoch (it is small),
+    so it is never cut off in the middle of a row.
+
+    Args:
+        filename: the CSV file.
+        separator: the column separator.
 
     Example:
-    >>> logger = ResumableCSVLogger("history.csv")
-    >>> logger.append
-    True
+    >>> ResumableCSVLogger("history.csv").filename
+    'history.csv'
     """
 
     def __init__(self, filename, separator=","):
-        super().__init__(filename, separator=separator, append=True)
-        self._trimmed = False
+        super().__init__()
+        self.filename = filename
+        self.separator = separator
+        self._header = None
+        self._rows = None
 
     def on_train_begin(self, logs=None):
-        self._trimmed = False
-        super().on_train_begin(logs)
+        self._rows = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not self._trimmed:
-            self._trimmed = True
-            self.csv_file.close()
-            keep_epochs_before(self.filename, epoch, self.sep)
-            super().on_train_begin(logs)  # reopens for appending
-        super().on_epoch_begin(epoch, logs)
+        if self._rows is None:
+            run_folder.keep_epochs_before(self.filename, epoch, self.separator)
+            self._header, self._rows = run_folder.read_history_rows(self.filename, self.separator)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        header = list(self._header or ["epoch"])
+        header += sorted(key for key in logs if key not in header)
+        self._header = header
+        self._rows.append({"epoch": str(epoch), **{k: _text(v) for k, v in logs.items()}})
+        run_folder.write_history_rows(self.filename, header, self._rows, self.separator)
 
 
-def keep_epochs_before(path, epoch, separator=","):
-    """Rewrites the CSV history `path` without the rows of epochs `>= epoch`.
-
-    Example:
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "h.csv")
-    >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n1,1.5\\n")
-    >>> keep_epochs_before(path, 1); open(path).read()
-    'epoch,loss\\n0,2.0\\n'
-    """
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as file:
-        rows = list(csv.reader(file, delimiter=separator))
-    if not rows:
-        return
-    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) < epoch]
-    if epoch == 0:
-        kept = []
-    with temporary_path(path, ".csv") as temporary:
-        with open(temporary, "w", newline="") as file:
-            csv.writer(file, delimiter=separator, lineterminator="\n").writerows(kept)
+def _text(value):
+    try:
+        return str(float(value))
+    except (TypeError, ValueError):
+        return str(value)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -218,84 +95,98 @@ class LearningRateLogger(keras.callbacks.Callback):
             )
 
 
-class KillAfterEpoch(keras.callbacks.Callback):
-    """Fault injection: SIGKILLs its own process after epoch `epoch` (1-based).
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the model (`.keras`, with the optimizer) after every epoch, atomically.
 
-    Enabled by the environment variable `KERAS_BA_KILL_AFTER_EPOCH=N`; used by
-    the tests to interrupt a real training process after every callback of
-    epoch N has run, the way a preempted machine would.
+    Unlike `keras.callbacks.ModelCheckpoint`, which writes in place, the
+    file is written under a temporary name and renamed: a kill while saving
+    leaves the previous epoch's file. An epoch whose loss is not finite is
+    not saved (the weights are NaN).
+
+    Args:
+        filepath: the `.keras` file.
 
     Example:
-    >>> KillAfterEpoch(2).epoch
+    >>> AtomicCheckpoint("checkpoints/last.keras").filepath
+    'checkpoints/last.keras'
+    """
+
+    def __init__(self, filepath):
+        super().__init__()
+        self.filepath = filepath
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite(logs):
+            run_folder.makedirs_for(self.filepath)
+            run_folder.atomic_save(self.model, self.filepath)
+
+
+class RunBackup(keras.callbacks.Callback):
+    """Backs up the training state after every epoch, for `restore_training_state`.
+
+    Replaces `keras.callbacks.BackupAndRestore`, which writes its weights
+    and its epoch number in place, in two files: a kill while it writes
+    leaves a truncated file that fails every later restore, or new weights
+    beside the previous epoch number. Here each epoch's state (weights with
+    the optimizer, epoch number, checksum) goes to a new folder
+    `epoch-NNNN` that is complete before it is renamed into place, and the
+    newest `keep` states stay, so a damaged newest copy falls back to the
+    previous one (see `run_folder.save_training_state`). The trainer
+    restores before `fit` (`run_folder.restore_training_state`) and passes
+    `initial_epoch`; the folder is removed once the run is finished and its
+    model saved.
+
+    Args:
+        folder: the backup folder.
+        keep: how many epochs' states to keep (at least 1).
+
+    Example:
+    >>> RunBackup("backup").keep
     2
     """
 
-    def __init__(self, epoch):
+    def __init__(self, folder, keep=2):
         super().__init__()
-        self.epoch = epoch
+        if keep < 1:
+            raise ValueError(f"`keep` must be a positive integer. Received: `keep={keep}`.")
+        self.folder = folder
+        self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
-            print(f"\n{KILL_AFTER_EPOCH_ENV}={self.epoch}: killing this process.", flush=True)
-            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        if _finite(logs):
+            run_folder.save_training_state(self.model, self.folder, epoch + 1, self.keep)
 
 
-def make_callbacks(paths):
+def make_callbacks(paths, tensorboard=None):
     """The callbacks of a training run, in order.
 
-    `BackupAndRestore` (restores an unfinished run, backs up every epoch),
     `TerminateOnNaN`, the learning rate in the logs, `ResumableCSVLogger`,
-    `TensorBoard` (when the `tensorboard` package is installed: TensorFlow
-    2.21 no longer installs it), and `ModelCheckpoint` of the last epoch;
-    plus `KillAfterEpoch` when `KERAS_BA_KILL_AFTER_EPOCH` is set.
+    `TensorBoard` (when the `tensorboard` package is installed),
+    `AtomicCheckpoint` of the last epoch, and `RunBackup` last (an epoch is
+    backed up only once everything else of it is written).
 
     Args:
         paths: the run's `RunPaths`.
+        tensorboard: write TensorBoard logs; default: when the
+            `tensorboard` package is installed.
 
     Returns:
         A list of `keras.callbacks.Callback`.
 
     Example:
-    >>> [type(c).__name__ for c in make_callbacks(RunPaths("run"))][:2]
-    ['BackupAndRestore', 'TerminateOnNaN']
+    >>> from keras_ba.training.run_folder import RunPaths
+    >>> [type(c).__name__ for c in make_callbacks(RunPaths("run"), tensorboard=False)][:2]
+    ['TerminateOnNaN', 'LearningRateLogger']
     """
+    if tensorboard is None:
+        tensorboard = importlib.util.find_spec("tensorboard") is not None
+        if not tensorboard:
+            print("No TensorBoard log: the tensorboard package is missing (the train extra).")
     callbacks = [
-        keras.callbacks.BackupAndRestore(paths.backup),
         keras.callbacks.TerminateOnNaN(),
         LearningRateLogger(),
         ResumableCSVLogger(paths.history_csv),
-        keras.callbacks.ModelCheckpoint(paths.checkpoint),
     ]
-    if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.insert(4, keras.callbacks.TensorBoard(paths.logs, write_graph=False))
-    else:
-        print("No TensorBoard log: install the tensorboard package (pip install tensorboard).")
-    kill_after = os.environ.get(KILL_AFTER_EPOCH_ENV)
-    if kill_after:
-        callbacks.append(KillAfterEpoch(int(kill_after)))
-    return callbacks
-
-
-def read_history(path):
-    """The CSV history as `{column: [float, ...]}`, ordered by epoch.
-
-    Example:
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "h.csv")
-    >>> _ = open(path, "w").write("epoch,loss\\n0,2.0\\n1,1.5\\n")
-    >>> read_history(path)["loss"]
-    [2.0, 1.5]
-    """
-    if not os.path.exists(path):
-        raise WorkflowError(f"No training history at {path!r}.")
-    with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    columns = rows[0].keys() if rows else []
-    return {c: [_number(r[c]) for r in rows] for c in columns}
-
-
-def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(paths.logs, write_graph=False))
+    return callbacks + [AtomicCheckpoint(paths.checkpoint), RunBackup(paths.backup)]

@@ -27,11 +27,12 @@ import os
 import re
 
 import numpy as np
-import tensorflow as tf
 
+from keras_ba.extras import require
 from keras_ba.training import augment
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import CACHE_MODES, DIGITS, TFDS_PREFIX
+from keras_ba.training.transforms import eval_transform, square_resize, tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
@@ -100,7 +101,8 @@ def load_splits(source, load_size):
         A `Splits`.
 
     Raises:
-        WorkflowError: missing or empty folder, a file that is not an image,
+        WorkflowError: missing or empty folder, fewer than two classes, a
+            class or a split without images, a file that is not an image,
             a TFDS dataset not prepared locally, an invalid split.
 
     Example:
@@ -108,7 +110,9 @@ def load_splits(source, load_size):
     TensorShape([32, 32, 3])
     """
     if source.limit is not None and source.limit < 1:
-        raise WorkflowError(f"--limit must be a positive integer, received {source.limit}.")
+        raise WorkflowError(
+            f"`limit` must be a positive integer. Received: `limit={source.limit}`."
+        )
     if source.kind == "digits":
         splits = _digits_splits(load_size, source.validation_split, source.split_seed)
     elif source.kind == "tfds":
@@ -133,8 +137,25 @@ def _limit(splits, limit):
 def _check_split(validation_split):
     if not 0 < validation_split < 1:
         raise WorkflowError(
-            f"--validation-split must be in (0, 1), received {validation_split} "
-            "(a folder with train/ and val/ sub-folders needs no split)."
+            "`validation_split` must be in (0, 1) (a folder with train/ and val/ sub-folders "
+            f"needs no split). Received: `validation_split={validation_split}`."
+        )
+
+
+def check_classes(class_names, where):
+    """Classification needs at least two classes.
+
+    Example:
+    >>> check_classes(["cat"], "'photos'")
+    Traceback (most recent call last):
+    ...
+    keras_ba.training.errors.WorkflowError: 'photos' has 1 class (['cat']): a classifier needs ...
+    """
+    if len(class_names) < 2:
+        count = f"{len(class_names)} class" + ("" if len(class_names) == 1 else "es")
+        raise WorkflowError(
+            f"{where} has {count} ({list(class_names)}): a classifier needs at least two "
+            "classes, one sub-folder each."
         )
 
 
@@ -142,10 +163,11 @@ def _check_split(validation_split):
 
 
 def _digits_splits(load_size, validation_split, split_seed):
-    from sklearn.datasets import load_digits
+    sklearn_datasets = require("sklearn.datasets", "train", "The embedded digits data set")
     from sklearn.model_selection import train_test_split
 
     _check_split(validation_split)
+    load_digits = sklearn_datasets.load_digits
     digits = load_digits()
     x_train, x_val, y_train, y_val = train_test_split(
         digits.images,
@@ -173,7 +195,7 @@ def _upscale_digits(images, size):
 # === Image folders ===
 
 
-def scan_image_folder(path):
+def scan_image_folder(path, min_classes=2):
     """Checks a `<path>/<class>/<image>` folder; returns its class names.
 
     Every class sub-folder must hold at least one image, and every file with
@@ -183,13 +205,15 @@ def scan_image_folder(path):
 
     Args:
         path: the folder.
+        min_classes: the fewest class folders accepted.
 
     Returns:
         The sorted class names.
 
     Raises:
-        WorkflowError: naming the missing folder, the empty class folders or
-            the files that are not images.
+        WorkflowError: naming the missing folder, fewer than two class
+            folders, the empty class folders or the files that are not
+            images.
 
     Example:
     >>> scan_image_folder("does/not/exist")
@@ -210,6 +234,8 @@ def scan_image_folder(path):
             f"The data folder {path!r} has no class sub-folders: expected "
             f"{os.path.join(path, '<class>', '<image>.jpg')}."
         )
+    if len(classes) < min_classes:
+        check_classes(classes, f"The data folder {path!r}")
     empty, bad = [], []
     for name in classes:
         files = _image_files(os.path.join(path, name))
@@ -301,26 +327,40 @@ def _folder_splits(path, load_size, validation_split, split_seed):
     layout = _train_val_layout(path) if os.path.isdir(path) else None
     if layout:
         classes = scan_image_folder(layout[0])
-        if scan_image_folder(layout[1]) != classes:
-            raise WorkflowError(f"{layout[0]!r} and {layout[1]!r} hold different class folders.")
+        val_classes = scan_image_folder(layout[1], min_classes=1)
+        if val_classes != classes:
+            raise WorkflowError(
+                f"{layout[0]!r} and {layout[1]!r} hold different class folders: only in the "
+                f"first {sorted(set(classes) - set(val_classes))}, only in the second "
+                f"{sorted(set(val_classes) - set(classes))}."
+            )
         options["class_names"] = classes
         train = keras.utils.image_dataset_from_directory(layout[0], shuffle=True, **options)
         val = keras.utils.image_dataset_from_directory(layout[1], shuffle=False, **options)
     else:
         classes = scan_image_folder(path)
         _check_split(validation_split)
+        # Keras' own split: int(split * images) for validation, the rest for training.
+        count = sum(len(_image_files(os.path.join(path, name))) for name in classes)
+        _check_split_sizes(
+            path, count - int(validation_split * count), int(validation_split * count)
+        )
         options["class_names"] = classes
         train, val = keras.utils.image_dataset_from_directory(
             path, shuffle=True, validation_split=validation_split, subset="both", **options
         )
     sizes = [int(ds.cardinality()) for ds in (train, val)]
-    if min(sizes) < 1:
-        raise WorkflowError(
-            f"The split of {path!r} leaves {sizes[0]} training and {sizes[1]} validation "
-            "images: add images or change --validation-split."
-        )
+    _check_split_sizes(path, *sizes)
     train, val = (ds.map(_to_uint8, num_parallel_calls=tf.data.AUTOTUNE) for ds in (train, val))
     return Splits(train, val, tuple(classes), *sizes)
+
+
+def _check_split_sizes(path, train_size, validation_size):
+    if min(train_size, validation_size) < 1:
+        raise WorkflowError(
+            f"The split of {path!r} leaves {train_size} training and {validation_size} "
+            "validation images: add images or change `validation_split`."
+        )
 
 
 def _to_uint8(image, label):
@@ -344,17 +384,22 @@ def _tfds_splits(name, load_size, data_dir):
     label = features["label"] if "label" in features.keys() else None
     if label is None or not hasattr(label, "names"):
         raise WorkflowError(f"TFDS dataset {name!r} has no 'label' class feature.")
+    check_classes(label.names, f"TFDS dataset {name!r}")
 
     def dataset(split):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         return ds.map(lambda x, y: _square(x, y, load_size), num_parallel_calls=tf.data.AUTOTUNE)
 
     sizes = (available["train"].num_examples, available[val_split].num_examples)
+    if min(sizes) < 1:
+        raise WorkflowError(
+            f"TFDS dataset {name!r} has {sizes[0]} training and {sizes[1]} {val_split} images."
+        )
     return Splits(dataset("train"), dataset(val_split), tuple(label.names), *sizes)
 
 
 def _tfds_builder(name, data_dir):
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "tfds", "Reading TFDS datasets")
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -373,10 +418,7 @@ def _tfds_builder(name, data_dir):
 def _square(image, label, size):
     if image.shape.rank == 3 and image.shape[-1] == 1:
         image = tf.image.grayscale_to_rgb(image)
-    image = tf.cast(image, tf.float32)[None]
-    shape = tf.shape(image)
-    image = augment.center_crop(image, tf.minimum(shape[1], shape[2]))
-    return _to_uint8(tf.image.resize(image, (size, size))[0], label)
+    return _to_uint8(square_resize(image[None], size)[0], label)
 
 
 # === Pipelines ===
@@ -384,7 +426,7 @@ def _square(image, label, size):
 
 def _cached(ds, size, load_size, cache):
     if cache not in CACHE_MODES:
-        raise WorkflowError(f"--cache must be one of {CACHE_MODES}, received {cache!r}.")
+        raise WorkflowError(f"`cache` must be one of {CACHE_MODES}. Received: `cache={cache!r}`.")
     fits = size * load_size * load_size * 3 <= AUTO_CACHE_BYTES
     if cache == "memory" or (cache == "auto" and fits):
         return ds.cache()
@@ -408,7 +450,7 @@ def steps_per_epoch(train_size, batch_size):
     if steps < 1:
         raise WorkflowError(
             f"The batch size {batch_size} is larger than the {train_size} training images: "
-            "pass a smaller --batch-size."
+            "pass a smaller `batch_size`."
         )
     return steps
 
@@ -417,9 +459,10 @@ def train_dataset(splits, recipe, seed, cache="auto", num_shards=1, shard_index=
     """The endless, shuffled, augmented training pipeline.
 
     Shuffle (seeded, reshuffled every pass; the same stream from every
-    iterator) -> repeat -> batch (full batches only) -> one-hot labels -> the recipe's augmentation stages,
-    each its own sequential `map` (deterministic for a given seed) -> `(images,
-    labels)` -> prefetch. Run `steps_per_epoch(...)` steps per epoch.
+    iterator) -> repeat -> batch (full batches only) -> one-hot labels ->
+    the recipe's augmentation stages, each its own sequential `map`
+    (deterministic for a given seed) -> `(images, labels)` -> prefetch. Run
+    `steps_per_epoch(...)` steps per epoch.
 
     With `num_shards` N > 1 (one shard per training process), the shard
     keeps every N-th image of the same shuffled stream, in batches of
@@ -524,7 +567,7 @@ def eval_dataset(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
         lambda x, y: (
-            augment.eval_transform(x, image_size, crop_pct),
+            eval_transform(x, image_size, crop_pct),
             tf.one_hot(y, num_classes),
         ),
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -535,8 +578,36 @@ def eval_dataset(
 # === Files for prediction ===
 
 
+def find_image_files(paths):
+    """Image files named by `paths`, and the paths that name nothing.
+
+    Files are kept whatever their extension (reading them tells whether
+    they are images); folders are searched recursively for image
+    extensions.
+
+    Returns:
+        `(files, missing)`: lists of paths, in the order given.
+
+    Example:
+    >>> find_image_files(["missing.png"])
+    ([], ['missing.png'])
+    """
+    files, missing = [], []
+    for path in map(os.fspath, paths):
+        if os.path.isdir(path):
+            files.extend(_image_files(path))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            missing.append(path)
+    return files, missing
+
+
 def list_image_files(paths):
     """Image files named by `paths` (files, or folders searched recursively).
+
+    Raises:
+        WorkflowError: a path that names nothing, or no image at all.
 
     Example:
     >>> list_image_files(["missing.png"])
@@ -544,14 +615,9 @@ def list_image_files(paths):
     ...
     keras_ba.training.errors.WorkflowError: No such image file or folder: 'missing.png'.
     """
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            files.extend(_image_files(path))
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise WorkflowError(f"No such image file or folder: {path!r}.")
+    files, missing = find_image_files(paths)
+    if missing:
+        raise WorkflowError(f"No such image file or folder: {', '.join(map(repr, missing))}.")
     if not files:
         raise WorkflowError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found in {list(paths)}.")
     return files

@@ -212,13 +212,13 @@ def fit(
     steps_per_epoch,
     callbacks,
     group,
+    initial_epoch=0,
     verbose="auto",
     sync_batch_norm=True,
 ):
     """Trains a compiled Keras model (PyTorch backend) with DistributedDataParallel.
 
-    Calls the callbacks like `Model.fit`: `on_train_begin` (where
-    `BackupAndRestore` restores a run and sets the first epoch), per epoch
+    Calls the callbacks like `Model.fit`: `on_train_begin`, per epoch
     `on_epoch_begin`, per step `on_train_batch_begin/end`, the validation's
     `on_test_*`, `on_epoch_end` with the global epoch logs (`val_` prefixed),
     then `on_train_end`.
@@ -232,6 +232,7 @@ def fit(
         steps_per_epoch: optimizer steps per epoch.
         callbacks: a list of Keras callbacks.
         group: the `multiprocess.ProcessGroup` (its process group formed).
+        initial_epoch: the first epoch to run (a resumed run), as in `fit`.
         verbose: progress bar on process 0 (`"auto"`, 0, 1 or 2).
         sync_batch_norm: global-batch BatchNorm statistics.
 
@@ -268,7 +269,6 @@ def fit(
     model.stop_training = False
     epoch_logs = {}
     callback_list.on_train_begin()
-    initial_epoch = model._initial_epoch or 0
     with synchronized_batch_norm(model, group if sync_batch_norm else multiprocess.ProcessGroup()):
         for epoch in range(initial_epoch, epochs):
             model.reset_metrics()

@@ -22,8 +22,8 @@ compiles one program over the sharded batch, so its statistics are those
 of the global batch.
 
 Example:
->>> describe_modes()["data-parallel"]
-'keras.distribution.DataParallel (JAX backend; several processes: --num-processes)'
+>>> describe_modes()["ddp"]
+'torch DistributedDataParallel, one process per device (PyTorch backend)'
 """
 
 import contextlib
@@ -35,8 +35,9 @@ import re
 import keras
 
 from keras_ba.training.errors import WorkflowError
+from keras_ba.training.options import DISTRIBUTE_MODES
 
-MODES = ("none", "mirrored", "multi-worker", "data-parallel", "ddp")
+MODES = tuple(DISTRIBUTE_MODES)
 BACKEND_OF_MODE = {
     "mirrored": "tensorflow",
     "multi-worker": "tensorflow",
@@ -53,15 +54,7 @@ def describe_modes():
     >>> sorted(describe_modes())
     ['data-parallel', 'ddp', 'mirrored', 'multi-worker', 'none']
     """
-    return {
-        "none": "one device",
-        "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
-        "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
-        "data-parallel": "keras.distribution.DataParallel (JAX backend; several processes: "
-        "--num-processes)",
-        "ddp": "torch DistributedDataParallel, one process per device (PyTorch backend; "
-        "torchrun or --num-processes)",
-    }
+    return dict(DISTRIBUTE_MODES)
 
 
 # === Devices ===
@@ -87,18 +80,18 @@ def configure_devices(count, backend=None):
     >>> configure_devices(0)
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --devices must be a positive integer, received 0.
+    keras_ba.training.errors.WorkflowError: `devices` must be a positive integer. Received: `devices=0`.
     """
     if not isinstance(count, int) or count < 1:
-        raise WorkflowError(f"--devices must be a positive integer, received {count}.")
+        raise WorkflowError(f"`devices` must be a positive integer. Received: `devices={count}`.")
     backend = backend or keras.backend.backend()
     if backend == "tensorflow":
         return _configure_tf_devices(count)
     if backend == "jax":
         return _configure_jax_devices(count)
     raise WorkflowError(
-        f"--devices is not supported on the {backend!r} backend: use the tensorflow "
-        "backend (--distribute mirrored) or jax (--distribute data-parallel)."
+        f"`devices` is not supported on the {backend!r} backend: use the tensorflow "
+        "backend (`distribute_mode='mirrored'`) or jax (`distribute_mode='data-parallel'`)."
     )
 
 
@@ -173,7 +166,9 @@ def resolve_mode(mode):
     'none'
     """
     if mode not in MODES:
-        raise WorkflowError(f"--distribute must be one of {MODES}, received {mode!r}.")
+        raise WorkflowError(
+            f"`distribute_mode` must be one of {MODES}. Received: `distribute_mode={mode!r}`."
+        )
     if mode == "mirrored" and os.environ.get("TF_CONFIG"):
         return "multi-worker"
     return mode
@@ -205,9 +200,10 @@ def check_multi_worker(mode):
         raise WorkflowError(
             f"TF_CONFIG describes {cluster_size()} machines, but Keras 3's fit does not run "
             "MultiWorkerMirroredStrategy over several workers (keras-team/keras#20585). "
-            "Train on one machine with --distribute mirrored (all its GPUs), or on several "
-            "machines with KERAS_BACKEND=jax --distribute data-parallel or KERAS_BACKEND=torch "
-            "--distribute ddp (README: Training on several machines)."
+            "Train on one machine with `distribute_mode='mirrored'` (all its GPUs), or on "
+            "several machines with KERAS_BACKEND=jax and `distribute_mode='data-parallel'` or "
+            "KERAS_BACKEND=torch and `distribute_mode='ddp'` (README: Training on several "
+            "machines)."
         )
 
 
@@ -218,7 +214,7 @@ def check_backend(mode, backend=None):
     >>> check_backend("data-parallel", "torch")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --distribute data-parallel needs KERAS_BACKEND=jax...
+    keras_ba.training.errors.WorkflowError: `distribute_mode='data-parallel'` needs KERAS_BACKEND=jax...
     """
     backend = backend or keras.backend.backend()
     needed = BACKEND_OF_MODE.get(mode)
@@ -227,18 +223,21 @@ def check_backend(mode, backend=None):
     if backend == "torch":
         advice = (
             "The PyTorch backend has no Keras multi-device API (keras.distribution "
-            "is JAX-only): use --distribute ddp (torch DistributedDataParallel)."
+            "is JAX-only): use `distribute_mode='ddp'` (torch DistributedDataParallel), or "
+            "KERAS_BACKEND=tensorflow (`distribute_mode='mirrored'`) or jax "
+            "(`distribute_mode='data-parallel'`)."
         )
     elif backend == "tensorflow":
         advice = (
-            "On TensorFlow use --distribute mirrored (one machine); for several machines "
-            "use KERAS_BACKEND=jax (data-parallel) or torch (ddp)."
+            "On TensorFlow use `distribute_mode='mirrored'` (one machine); for several "
+            "machines use KERAS_BACKEND=jax (`distribute_mode='data-parallel'`) or torch "
+            "(`distribute_mode='ddp'`)."
         )
     else:
-        advice = "On JAX use --distribute data-parallel (one or several processes)."
+        advice = "On JAX use `distribute_mode='data-parallel'` (one or several processes)."
     raise WorkflowError(
-        f"--distribute {mode} needs KERAS_BACKEND={needed}, but the backend is {backend!r}. "
-        + advice
+        f"`distribute_mode={mode!r}` needs KERAS_BACKEND={needed}, but the backend is "
+        f"{backend!r}. " + advice
     )
 
 
@@ -306,10 +305,10 @@ def check_batch(batch_size, distribution):
     >>> check_batch(6, Distribution("mirrored", 4))
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --batch-size 6 does not split over 4 replicas: ...
+    keras_ba.training.errors.WorkflowError: `batch_size=6` does not split over 4 replicas: ...
     """
     if batch_size % distribution.replicas:
         raise WorkflowError(
-            f"--batch-size {batch_size} does not split over {distribution.replicas} replicas: "
+            f"`batch_size={batch_size}` does not split over {distribution.replicas} replicas: "
             "use a multiple of the replica count."
         )

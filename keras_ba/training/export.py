@@ -33,9 +33,11 @@ import tempfile
 
 import keras
 
-from keras_ba.training import callbacks
+from keras_ba.training import run_folder
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import EXPORT_FORMATS as FORMATS
+from keras_ba.training.run_folder import load_trained_model
+from keras_ba.training.run_folder import model_info as export_info
 
 
 def next_version(model_dir):
@@ -51,48 +53,6 @@ def next_version(model_dir):
         return 1
     versions = [int(n) for n in os.listdir(model_dir) if n.isdigit()]
     return max(versions, default=0) + 1
-
-
-def export_info(model_path, image_size=None, crop_pct=None):
-    """Image size, crop and class names for `model_path`, from its `run.json`.
-
-    Without a `run.json` (a model saved outside `keras-ba train`), the
-    image size is the model's input size, the crop 1.0 and the classes are
-    numbered.
-
-    Returns:
-        `dict(image_size=..., crop_pct=..., class_names=[...], name=...)`.
-
-    Example:
-    >>> export_info("no/such/model.keras", image_size=32)["crop_pct"]
-    1.0
-    """
-    run = callbacks.read_json(callbacks.RunPaths(os.path.dirname(model_path)).config) or {}
-    return {
-        "image_size": image_size or run.get("image_size"),
-        "crop_pct": crop_pct or run.get("eval_crop_pct") or 1.0,
-        "class_names": run.get("class_names"),
-        "name": run.get("model"),
-    }
-
-
-def load_trained_model(model_path):
-    """Loads a `.keras` file for inference (no optimizer), with clear errors.
-
-    Example:
-    >>> load_trained_model("missing.keras")
-    Traceback (most recent call last):
-    ...
-    keras_ba.training.errors.WorkflowError: No model file at 'missing.keras'.
-    """
-    import keras_ba  # noqa: F401  (registers the layers)
-
-    if not os.path.isfile(model_path):
-        raise WorkflowError(f"No model file at {model_path!r}.")
-    try:
-        return keras.saving.load_model(model_path, compile=False)
-    except Exception as error:
-        raise WorkflowError(f"Cannot load the model {model_path!r}: {error}") from None
 
 
 def export_model(
@@ -125,11 +85,10 @@ def export_model(
         # the command line: keras-ba export runs/digits/model.keras --output serving
     """
     if format not in FORMATS:
-        raise WorkflowError(f"--format must be one of {FORMATS}, received {format!r}.")
+        raise WorkflowError(f"`format` must be one of {FORMATS}. Received: `format={format!r}`.")
     if format == "onnx":
         _check_onnx_packages()
-    if not os.path.isfile(model_path):
-        raise WorkflowError(f"No model file at {model_path!r}.")
+    model_path = run_folder.model_path(model_path)
     info = export_info(model_path, image_size, crop_pct)
     if format == "saved_model":
         name = name or info["name"] or "model"
@@ -137,10 +96,10 @@ def export_model(
         version = version or next_version(model_dir)
         target = os.path.join(model_dir, str(version))
         if os.path.exists(target):
-            raise WorkflowError(f"{target!r} already exists: pass another --version.")
+            raise WorkflowError(f"{target!r} already exists: pass another `version`.")
     else:
         target = output
-    callbacks.prepare_output_dir(os.path.dirname(os.path.abspath(target)))
+    run_folder.prepare_output_dir(os.path.dirname(os.path.abspath(target)))
     args = [model_path, target, format, info["image_size"], info["crop_pct"]]
     if keras.backend.backend() == "tensorflow":
         _export_here(*args)
@@ -192,6 +151,7 @@ def _export_here(model_path, target, format, image_size, crop_pct):
     folder = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
     try:
         write_saved_model(model, folder, image_size, crop_pct, info["class_names"])
+        os.chmod(folder, run_folder.default_mode(is_folder=True))  # mkdtemp made it 0700
         os.replace(folder, target)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -209,13 +169,13 @@ def serving_function(model, image_size, crop_pct):
     """
     import tensorflow as tf
 
-    from keras_ba.training import augment
+    from keras_ba.training.transforms import eval_transform
 
     softmax = model.layers[-1].get_config().get("activation") == "linear"
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     def serve(images):
-        x = augment.eval_transform(images, image_size, crop_pct)
+        x = eval_transform(images, image_size, crop_pct)
         outputs = tf.cast(model(x, training=False), tf.float32)
         probabilities = tf.nn.softmax(outputs) if softmax else outputs
         class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -238,23 +198,23 @@ def write_saved_model(model, folder, image_size, crop_pct, class_names=None):
     archive.write_out(folder, verbose=False)
     if class_names:
         os.makedirs(os.path.join(folder, "assets.extra"), exist_ok=True)
-        with open(os.path.join(folder, "assets.extra", "labels.txt"), "w") as file:
-            file.write("\n".join(class_names) + "\n")
+        labels = os.path.join(folder, "assets.extra", "labels.txt")
+        run_folder.write_text("\n".join(class_names) + "\n", labels)
 
 
 def _write_onnx(model, target, image_size):
     """ONNX of normalization + model: float32 RGB [0, 255] at image_size."""
-    from keras_ba.applications import resnet
+    from keras_ba.applications.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
     # preprocess_input as one per-channel affine map (a Normalization layer
     # loses its mean in tf2onnx 1.17: the ONNX graph references a missing tensor).
-    std = [s * 255.0 for s in resnet.IMAGENET_STD]
-    offset = [-m * 255.0 / s for m, s in zip(resnet.IMAGENET_MEAN, std, strict=True)]
+    std = [s * 255.0 for s in IMAGENET_STD]
+    offset = [-m * 255.0 / s for m, s in zip(IMAGENET_MEAN, std, strict=True)]
     inputs = keras.Input((image_size, image_size, 3), name="images")
     scaled = keras.layers.Rescaling(scale=[1.0 / s for s in std], offset=offset)(inputs)
     wrapper = keras.Model(inputs, model(scaled), name=model.name)
     wrapper(keras.ops.zeros((1, image_size, image_size, 3)))  # export wants a called model
-    with callbacks.temporary_path(target, ".onnx") as temporary:
+    with run_folder.atomic_path(target, ".onnx") as temporary:
         wrapper.export(temporary, format="onnx", verbose=False)
     print(f"Wrote {target} (input: float32 RGB [0, 255], {image_size}x{image_size}).")
 

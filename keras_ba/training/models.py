@@ -1,9 +1,10 @@
-"""Builds a model by its command-line name, with the CLI's size options.
+"""Builds a classifier by name, with the size options of the command line.
 
-`ba_resnet{18,34,50,101,152}` go through the generic `BAResNet` builder so
-that the stem (`"cifar"` for small images) and, for quick tests, the stage
-depths and widths can change; every other name resolves through
-`keras_ba.applications.get_model_builder`.
+`ba_resnet{18,34,50,101,152}` resolve through `resnet_config` to the generic
+`BAResNet` builder, so that the stem (`"cifar"` for small images) and, for
+quick tests, the stage depths and widths can change (`custom_resnet`, also
+what `keras-ba convert` uses for reduced checkpoints); every other name
+resolves through `keras_ba.applications.get_model_builder`.
 
 Example:
 >>> model = build_model("ba_resnet18", classes=10, image_size=16,
@@ -17,11 +18,77 @@ import re
 
 from keras_ba.applications import get_model_builder, resnet
 from keras_ba.training.errors import WorkflowError
+from keras_ba.training.options import ATTENTIONS, STEMS
 
 RESNET_NAME = re.compile(r"ba_resnet(\d+)$")
-STEMS = ("auto", "cifar", "imagenet")
-ATTENTIONS = ("bav1", "bav2", "se", "none")
 SMALL_IMAGE_SIDE = 128  # below this, "auto" picks the CIFAR stem
+RESNET_WIDTHS = (64, 128, 256, 512)
+
+
+def resnet_config(name):
+    """`(block_type, blocks per stage)` of the BA-ResNet called `name`, else None.
+
+    Example:
+    >>> resnet_config("ba_resnet50"), resnet_config("ba_efficientnet_b0")
+    (('bottleneck', [3, 4, 6, 3]), None)
+    """
+    match = RESNET_NAME.match(name)
+    if not match or int(match.group(1)) not in resnet.RESNET_DEPTHS:
+        return None
+    block_type, blocks = resnet.RESNET_DEPTHS[int(match.group(1))]
+    return block_type, list(blocks)
+
+
+def custom_resnet(
+    name,
+    depths=None,
+    widths=None,
+    block_type=None,
+    stem_filters=None,
+    stem="imagenet",
+    **kwargs,
+):
+    """The BA-ResNet `name` with some of its structure replaced.
+
+    Args:
+        name: `"ba_resnet18"` ... `"ba_resnet152"`; also the model's name.
+        depths: blocks per stage; default the named depth's.
+        widths: base filters per stage; default `(64, 128, 256, 512)`.
+        block_type: `"basic"` or `"bottleneck"`; default the named depth's.
+        stem_filters: filters of the stem conv; default the first width.
+        stem: `"imagenet"` or `"cifar"`.
+        **kwargs: the application arguments of `BAResNet` (`classes`,
+            `attention`, `reduction`, `input_shape`, `weights`, ...).
+
+    Returns:
+        A `keras.Model`.
+
+    Raises:
+        WorkflowError: `name` is not a BA-ResNet, or the builder refused an
+            argument.
+
+    Example:
+    >>> custom_resnet("ba_resnet18", depths=[1, 1, 1, 1], widths=[8, 16, 32, 64],
+    ...               reduction=4, classes=3, input_shape=(32, 32, 3)).output_shape
+    (None, 3)
+    """
+    config = resnet_config(name)
+    if config is None:
+        raise WorkflowError(
+            "`depths`, `widths`, `block_type`, `stem` and `stem_filters` apply to BA-ResNets "
+            f"(ba_resnet18 ... ba_resnet152) only. Received: `name={name!r}`."
+        )
+    widths = list(widths or RESNET_WIDTHS)
+    return _call(
+        resnet.BAResNet,
+        list(depths or config[1]),
+        widths,
+        block_type=block_type or config[0],
+        stem=stem,
+        stem_filters=stem_filters or widths[0],
+        name=name,
+        **kwargs,
+    )
 
 
 def choose_stem(stem, image_size):
@@ -32,7 +99,7 @@ def choose_stem(stem, image_size):
     ('cifar', 'imagenet', 'imagenet')
     """
     if stem not in STEMS:
-        raise WorkflowError(f"--stem must be one of {STEMS}, received {stem!r}.")
+        raise WorkflowError(f"`stem` must be one of {STEMS}. Received: `stem={stem!r}`.")
     if stem == "auto":
         return "cifar" if image_size < SMALL_IMAGE_SIDE else "imagenet"
     return stem
@@ -79,27 +146,24 @@ def build_model(
     kwargs = {"classes": classes, "input_shape": (image_size, image_size, 3), "weights": weights}
     if attention is not None:
         if attention not in ATTENTIONS:
-            raise WorkflowError(f"--attention must be one of {ATTENTIONS}, received {attention!r}.")
+            raise WorkflowError(
+                f"`attention` must be one of {ATTENTIONS}. Received: `attention={attention!r}`."
+            )
         kwargs["attention"] = None if attention == "none" else attention
-    match = RESNET_NAME.match(name)
-    if match and int(match.group(1)) in resnet.RESNET_DEPTHS:
-        block_type, blocks = resnet.RESNET_DEPTHS[int(match.group(1))]
-        widths = list(widths or (64, 128, 256, 512))
+    if resnet_config(name) is not None:
+        widths = list(widths or RESNET_WIDTHS)
         if reduction is None:
             reduction = min(16, max(1, min(widths) // 2))
-        return _call(
-            resnet.BAResNet,
-            list(depths or blocks),
+        return custom_resnet(
+            name,
+            depths,
             widths,
-            block_type=block_type,
             stem=choose_stem(stem, image_size),
-            stem_filters=widths[0],
-            name=name,
             reduction=reduction,
             **kwargs,
         )
     if depths or widths or stem != "auto":
-        raise WorkflowError("--depths, --widths and --stem apply to ba_resnet* models only.")
+        custom_resnet(name)  # raises: the size options are for BA-ResNets
     if reduction is not None:
         kwargs["reduction"] = reduction
     return _call(check_model_name(name), **kwargs)

@@ -11,7 +11,8 @@ per GPU) with the backend's own distributed engine:
 Every process runs the same command; they differ only in the process id.
 Where the three values come from, per value, first match wins:
 
-1. the flags `--num-processes`, `--process-id`, `--coordinator HOST:PORT`;
+1. the flags `--num-processes`, `--process-id`, `--coordinator HOST:PORT`
+   (`resolve_process_group`'s arguments);
 2. `KERAS_BA_NUM_PROCESSES`, `KERAS_BA_PROCESS_ID`, `KERAS_BA_COORDINATOR`;
 3. Keras' own `KERAS_DISTRIBUTION_NUM_PROCESSES`, `..._PROCESS_ID`,
    `..._JOB_ADDRESSES` (the first address is the coordinator);
@@ -32,7 +33,7 @@ Augmentation runs on the local batch, seeded per process.
 Files: only process 0 writes (run folder, checkpoints, history, TensorBoard,
 plots, the final `.keras`). The others read the same backup when a run
 resumes, so the run folder must be on storage that every machine sees (as
-for JAX's and PyTorch's own checkpointing); `ResumeCheck` stops with a clear
+for JAX's and PyTorch's own checkpointing); `check_same_start` stops with a clear
 error when the processes would start from different epochs or weights.
 
 Failures: `--distributed-timeout` (default 300 s) bounds the wait for the
@@ -78,11 +79,12 @@ _KERAS_ENV = {
     "process_id": "KERAS_DISTRIBUTION_PROCESS_ID",
     "coordinator": "KERAS_DISTRIBUTION_JOB_ADDRESSES",
 }
+# Library parameters (the command line shows them as --num-processes, ...).
 _FLAGS = {
-    "num_processes": "--num-processes",
-    "process_id": "--process-id",
-    "coordinator": "--coordinator",
-    "timeout": "--distributed-timeout",
+    "num_processes": "`num_processes`",
+    "process_id": "`process_id`",
+    "coordinator": "`coordinator`",
+    "timeout": "`distributed_timeout`",
 }
 
 
@@ -188,7 +190,7 @@ def _integer(value, name, minimum):
         number = None
     if number is None or number < minimum:
         kind = "a positive integer" if minimum == 1 else "an integer >= 0"
-        raise WorkflowError(f"{name} must be {kind}, received {value!r}.")
+        raise WorkflowError(f"{name} must be {kind}. Received: {value!r}.")
     return number
 
 
@@ -197,7 +199,7 @@ def _check_coordinator(address, name):
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise WorkflowError(
             f"{name} must be HOST:PORT (process 0's address and a free port, e.g. "
-            f"10.0.0.1:1234), received {address!r}."
+            f"10.0.0.1:1234). Received: {address!r}."
         )
     return f"{host}:{port}"
 
@@ -207,7 +209,7 @@ def resolve_process_group(
     num_processes=None,
     process_id=None,
     coordinator=None,
-    timeout=None,
+    distributed_timeout=None,
     environ=None,
 ):
     """Resolves this process's `ProcessGroup` from flags and the environment.
@@ -218,10 +220,10 @@ def resolve_process_group(
     Args:
         mode: the `--distribute` mode; only `data-parallel` and `ddp` run
             several processes.
-        num_processes: `--num-processes`, or None.
-        process_id: `--process-id`, or None.
-        coordinator: `--coordinator HOST:PORT`, or None.
-        timeout: `--distributed-timeout` seconds, or None.
+        num_processes: how many processes train together, or None.
+        process_id: this process's id, or None.
+        coordinator: `HOST:PORT` of process 0, or None.
+        distributed_timeout: seconds (default 300), or None.
         environ: the environment (default `os.environ`).
 
     Returns:
@@ -236,7 +238,7 @@ def resolve_process_group(
     ...                       coordinator="h:1", environ={})
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --process-id must be in [0, 2) for 2 processes, received 2.
+    keras_ba.training.errors.WorkflowError: `process_id` must be in [0, 2) for 2 processes. Received: 2.
     """
     environ = os.environ if environ is None else environ
     flags = {"num_processes": num_processes, "process_id": process_id, "coordinator": coordinator}
@@ -253,12 +255,13 @@ def resolve_process_group(
             values[key], names[key] = value, source_names[key]
             if source not in sources:
                 sources.append(source)
-    timeout = _resolve_timeout(timeout, environ)
+    timeout = _resolve_timeout(distributed_timeout, environ)
     if mode not in MULTI_PROCESS_MODES:
         if "num_processes" in values and _integer(values["num_processes"], names["num_processes"], 1) > 1:
             raise WorkflowError(
-                f"{names['num_processes']} asks for several processes, but --distribute {mode} "
-                "runs one: use --distribute data-parallel (JAX) or ddp (PyTorch)."
+                f"{names['num_processes']} asks for several processes, but "
+                f"`distribute_mode={mode!r}` runs one: use `distribute_mode='data-parallel'` "
+                "(JAX) or `distribute_mode='ddp'` (PyTorch)."
             )
         return ProcessGroup(timeout=timeout)
     launcher, launched = _launcher_values(mode, environ)
@@ -276,18 +279,18 @@ def resolve_process_group(
     if "num_processes" not in values:
         return ProcessGroup(timeout=timeout)
     count = _integer(values["num_processes"], names["num_processes"], 1)
-    index = _integer(values.get("process_id", 0), names.get("process_id", "--process-id"), 0)
+    index = _integer(values.get("process_id", 0), names.get("process_id", _FLAGS["process_id"]), 0)
     if index >= count:
         raise WorkflowError(
-            f"{names['process_id']} must be in [0, {count}) for {count} processes, "
-            f"received {index}."
+            f"{names['process_id']} must be in [0, {count}) for {count} processes. "
+            f"Received: {index}."
         )
     if count == 1:
         return ProcessGroup(timeout=timeout)
     if "coordinator" not in values:
         raise WorkflowError(
             f"{count} processes need process 0's address: pass {_FLAGS['coordinator']} "
-            f"HOST:PORT (or set {ENV['coordinator']})."
+            f"(HOST:PORT) or set {ENV['coordinator']}."
         )
     address = values["coordinator"].split(",")[0]
     address = _check_coordinator(address, names["coordinator"])
@@ -316,7 +319,7 @@ def _resolve_timeout(timeout, environ):
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise WorkflowError(f"{name} must be a positive number of seconds, received {timeout!r}.")
+        raise WorkflowError(f"{name} must be a positive number of seconds. Received: {timeout!r}.")
     return value
 
 
@@ -327,18 +330,19 @@ def check_mode(mode, group, backend=None, devices=None):
     >>> check_mode("ddp", ProcessGroup(), backend="jax")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --distribute ddp is PyTorch DistributedDataParallel: it needs KERAS_BACKEND=torch, ...
+    keras_ba.training.errors.WorkflowError: `distribute_mode='ddp'` is PyTorch DistributedDataParallel: ...
     """
     backend = backend or keras.backend.backend()
     if mode == "ddp" and backend != "torch":
         raise WorkflowError(
-            "--distribute ddp is PyTorch DistributedDataParallel: it needs KERAS_BACKEND=torch, "
-            f"but the backend is {backend!r}. With several processes on JAX use "
-            "--distribute data-parallel; TensorFlow trains on one machine (--distribute mirrored)."
+            "`distribute_mode='ddp'` is PyTorch DistributedDataParallel: it needs "
+            f"KERAS_BACKEND=torch, but the backend is {backend!r}. With several processes on "
+            "JAX use `distribute_mode='data-parallel'`; TensorFlow trains on one machine "
+            "(`distribute_mode='mirrored'`)."
         )
     if group.is_multi and devices:
         raise WorkflowError(
-            "--devices splits the CPU of a single process; with several processes every "
+            "`devices` splits the CPU of a single process; with several processes every "
             "process trains on its own devices (GPUs, or one CPU device each)."
         )
 
@@ -350,11 +354,11 @@ def check_batch(batch_size, group):
     >>> check_batch(6, ProcessGroup(4, 0, "h:1"))
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --batch-size 6 (the global batch) does not split over 4 processes: use a multiple of 4.
+    keras_ba.training.errors.WorkflowError: `batch_size=6` (the global batch) does not split over 4 processes: use a multiple of 4.
     """
     if batch_size % group.num_processes:
         raise WorkflowError(
-            f"--batch-size {batch_size} (the global batch) does not split over "
+            f"`batch_size={batch_size}` (the global batch) does not split over "
             f"{group.num_processes} processes: use a multiple of {group.num_processes}."
         )
 
@@ -382,7 +386,7 @@ def _check_port_free(address):
         except OSError as error:
             raise WorkflowError(
                 f"Process 0 serves the coordinator on port {port}, but it is taken on this "
-                f"machine ({error.strerror or error}): pick another --coordinator port."
+                f"machine ({error.strerror or error}): pick another `coordinator` port."
             ) from None
 
 
@@ -391,8 +395,8 @@ def _join_failure_message(group):
         return (
             f"Process 0 of {group.num_processes}: not every process joined at "
             f"{group.coordinator} within {group.timeout:g} s. Start all "
-            f"{group.num_processes} processes with the same --num-processes and --coordinator "
-            "(or raise --distributed-timeout)."
+            f"{group.num_processes} processes with the same `num_processes` and `coordinator` "
+            "(or raise `distributed_timeout`)."
         )
     return (
         f"Process {group.process_id} of {group.num_processes}: could not join process 0 at "
@@ -463,7 +467,7 @@ def _initialize_jax(group):
         done.set()
         raise WorkflowError(
             f"Cannot start JAX's distributed runtime: {str(error).splitlines()[0]} "
-            "(keras-ba train must start it before JAX computes anything)."
+            "(it must start before JAX computes anything)."
         ) from None
     done.set()
     if jax.process_count() != group.num_processes:
@@ -563,34 +567,33 @@ def shard_arguments(group):
 # === Callbacks: who writes, resume agreement, fault injection ===
 
 
-class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that restores but never writes or deletes (processes > 0).
+def _writing_callbacks():
+    from keras_ba.training import callbacks
+
+    return (
+        callbacks.ResumableCSVLogger,
+        callbacks.AtomicCheckpoint,
+        callbacks.RunBackup,
+        keras.callbacks.TensorBoard,
+        keras.callbacks.CSVLogger,
+        keras.callbacks.ModelCheckpoint,
+        keras.callbacks.BackupAndRestore,
+    )
+
+
+def writes_files(callback):
+    """Whether `callback` writes files (then only process 0 runs it).
+
+    The run's own writers (history, checkpoint, backup), Keras' file
+    callbacks, and any callback with an attribute `writes_files = True`.
 
     Example:
-    >>> RestoreOnlyBackup("run/backup").backup_dir
-    'run/backup'
+    >>> writes_files(keras.callbacks.CSVLogger("h.csv")), writes_files(keras.callbacks.TerminateOnNaN())
+    (True, False)
     """
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass
-
-    def on_train_batch_end(self, batch, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
-
-
-WRITING_CALLBACKS = (
-    keras.callbacks.BackupAndRestore,
-    keras.callbacks.CSVLogger,
-    keras.callbacks.ModelCheckpoint,
-    keras.callbacks.TensorBoard,
-)
-
-
-def _writes(callback):
-    return isinstance(callback, WRITING_CALLBACKS) or getattr(callback, "writes_files", False)
+    return isinstance(callback, _writing_callbacks()) or bool(
+        getattr(callback, "writes_files", False)
+    )
 
 
 @contextlib.contextmanager
@@ -607,10 +610,10 @@ def without_distribution():
     ...     keras.distribution.distribution() is None
     True
     """
-    distribution = keras.distribution.distribution() if _has_distribution() else None
-    if distribution is None:
+    if keras.backend.backend() != "jax" or keras.distribution.distribution() is None:
         yield
         return
+    distribution = keras.distribution.distribution()
     keras.distribution.set_distribution(None)
     try:
         yield
@@ -618,16 +621,11 @@ def without_distribution():
         keras.distribution.set_distribution(distribution)
 
 
-def _has_distribution():
-    return keras.backend.backend() == "jax"
-
-
 class LocalWrites(keras.callbacks.Callback):
     """Runs a file-writing callback of process 0 outside the JAX distribution.
 
-    `on_train_begin` (where `BackupAndRestore` restores, a collective that
-    every process runs the same way) keeps the distribution; every other hook
-    runs inside `without_distribution()`.
+    Every hook runs inside `without_distribution()`, so saving a model or
+    its weights stays on process 0 (see there).
 
     Example:
     >>> LocalWrites(keras.callbacks.CSVLogger("h.csv")).callback.filename
@@ -646,12 +644,12 @@ class LocalWrites(keras.callbacks.Callback):
         super().set_params(params)
         self.callback.set_params(params)
 
-    def on_train_begin(self, logs=None):
-        self.callback.on_train_begin(logs)
-
     def _local(self, hook, *args):
         with without_distribution():
             getattr(self.callback, hook)(*args)
+
+    def on_train_begin(self, logs=None):
+        self._local("on_train_begin", logs)
 
     def on_train_end(self, logs=None):
         self._local("on_train_end", logs)
@@ -678,19 +676,17 @@ class LocalWrites(keras.callbacks.Callback):
 def process_callbacks(callbacks, group, backend=None):
     """The callbacks of this process: all on process 0, no file writers elsewhere.
 
-    On processes > 0: `BackupAndRestore` becomes `RestoreOnlyBackup` (the same
-    resume, no writes), CSV/TensorBoard/checkpoint writers and any callback
-    with `writes_files = True` are dropped; the rest (NaN stop, learning rate
-    logging...) run everywhere, so every process takes the same decisions.
-    On JAX, process 0's writers run in `LocalWrites`. With several
-    processes, `ResumeCheck` is added; `KillInEpoch` when
+    On processes > 0 the callbacks that write files (`writes_files`) are
+    dropped; the rest (NaN stop, learning rate logging...) run everywhere,
+    so every process takes the same decisions. On JAX, process 0's writers
+    run in `LocalWrites`. `KillInEpoch` is added when
     `KERAS_BA_KILL_IN_EPOCH` is set.
 
     Example:
     >>> kept = process_callbacks([keras.callbacks.CSVLogger("h.csv"),
     ...     keras.callbacks.TerminateOnNaN()], ProcessGroup(2, 1, "h:1"))
     >>> [type(c).__name__ for c in kept]
-    ['TerminateOnNaN', 'ResumeCheck']
+    ['TerminateOnNaN']
     """
     backend = backend or keras.backend.backend()
     kept = []
@@ -698,18 +694,32 @@ def process_callbacks(callbacks, group, backend=None):
         if not group.is_multi:
             kept.append(callback)
         elif group.is_chief:
-            writer = _writes(callback) and backend == "jax"
-            kept.append(LocalWrites(callback) if writer else callback)
-        elif isinstance(callback, keras.callbacks.BackupAndRestore):
-            kept.append(RestoreOnlyBackup(callback.backup_dir, save_freq=callback.save_freq))
-        elif not _writes(callback):
+            local = writes_files(callback) and backend == "jax"
+            kept.append(LocalWrites(callback) if local else callback)
+        elif not writes_files(callback):
             kept.append(callback)
-    if group.is_multi:
-        kept.append(ResumeCheck(group))
     kill_in = os.environ.get(KILL_IN_EPOCH_ENV)
     if kill_in:
         kept.append(KillInEpoch(int(kill_in)))
     return kept
+
+
+def barrier(group, name, backend=None):
+    """Waits until every process got here (no-op for one process).
+
+    Example:
+    >>> barrier(ProcessGroup(), "trained")
+    """
+    if not group.is_multi:
+        return
+    if (backend or keras.backend.backend()) == "jax":
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"keras_ba:{name}")
+    else:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def weights_fingerprint(model):
@@ -730,41 +740,39 @@ def weights_fingerprint(model):
     return [total, squares]
 
 
-class ResumeCheck(keras.callbacks.Callback):
+def check_same_start(model, initial_epoch, group):
     """Stops before the first step unless every process starts the same way.
 
-    After the restore callbacks ran (`on_train_begin`), the processes compare
-    their first epoch and a fingerprint of their weights. They differ when
-    the backup is not visible to every machine (a run folder on local disks)
-    or changed between the reads; training would otherwise hang or diverge.
+    After restoring, the processes compare their first epoch and a
+    fingerprint of their weights. They differ when the backup is not
+    visible to every machine (a run folder on local disks) or changed
+    between the reads; training would otherwise hang or diverge.
+
+    Raises:
+        WorkflowError: naming the processes' epochs, or the process whose
+            weights differ.
 
     Example:
-    >>> ResumeCheck(ProcessGroup()).group.num_processes
-    1
+    >>> check_same_start(None, 0, ProcessGroup())
     """
-
-    def __init__(self, group):
-        super().__init__()
-        self.group = group
-
-    def on_train_begin(self, logs=None):
-        epoch = int(getattr(self.model, "_initial_epoch", None) or 0)
-        rows = all_gather_numbers([epoch] + weights_fingerprint(self.model), self.group)
-        epochs = [int(row[0]) for row in rows]
-        if len(set(epochs)) > 1:
+    if not group.is_multi:
+        return
+    rows = all_gather_numbers([initial_epoch] + weights_fingerprint(model), group)
+    epochs = [int(row[0]) for row in rows]
+    if len(set(epochs)) > 1:
+        raise WorkflowError(
+            f"The processes would resume from different epochs {epochs} (by process id): "
+            "the run folder must be on storage that every machine sees (process 0 writes "
+            "the backup, the others read it)."
+        )
+    first = rows[0][1:]
+    for index, row in enumerate(rows[1:], start=1):
+        if any(abs(a - b) > 1e-6 * max(1.0, abs(a)) for a, b in zip(first, row[1:])):
             raise WorkflowError(
-                f"The processes would resume from different epochs {epochs} (by process id): "
-                "the run folder must be on storage that every machine sees (process 0 writes "
-                "the backup, the others read it)."
+                f"Process {index} starts from other weights than process 0 (fingerprint "
+                f"{row[1:]} vs {first}): the run folder must be on shared storage and the "
+                "same command must run on every process."
             )
-        first = rows[0][1:]
-        for index, row in enumerate(rows[1:], start=1):
-            if any(abs(a - b) > 1e-6 * max(1.0, abs(a)) for a, b in zip(first, row[1:])):
-                raise WorkflowError(
-                    f"Process {index} starts from different weights than process 0 (fingerprint "
-                    f"{row[1:]} vs {first}): the run folder must be on shared storage and the "
-                    "same command must run on every process."
-                )
 
 
 class KillInEpoch(keras.callbacks.Callback):

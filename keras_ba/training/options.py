@@ -1,4 +1,7 @@
-"""Choices shared by the library and the command line (no heavy imports).
+"""Choices shared by the library and the command line.
+
+Nothing here imports Keras or TensorFlow: the `keras-ba` parser is built
+from these names, and `keras-ba --help` must answer at once.
 
 Example:
 >>> PRECISIONS["bfloat16"]
@@ -12,3 +15,45 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mi
 SUBSETS = ("validation", "train")
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 EXPORT_FORMATS = ("saved_model", "onnx")
+STEMS = ("auto", "cifar", "imagenet")
+ATTENTIONS = ("bav1", "bav2", "se", "none")
+VERBOSITY = ("auto", 0, 1, 2)
+
+DISTRIBUTE_MODES = {
+    "none": "one device",
+    "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
+    "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
+    "data-parallel": "keras.distribution.DataParallel (JAX backend; one or several processes)",
+    "ddp": "torch DistributedDataParallel, one process per device (PyTorch backend)",
+}
+
+
+def resolve_verbosity(verbose, stream=None):
+    """Keras' `verbose` for `verbose`; `"auto"` is 1 on a terminal, else 2.
+
+    A progress bar (1) redraws its line with carriage returns and
+    backspaces: in a log file or CI output that is noise, so `"auto"` gives
+    one line per epoch (2) unless `stream` (default `sys.stdout`) is a
+    terminal.
+
+    Args:
+        verbose: `"auto"`, 0, 1 or 2 (or their strings).
+        stream: the output stream; default `sys.stdout`.
+
+    Returns:
+        0, 1 or 2.
+
+    Example:
+    >>> import io
+    >>> resolve_verbosity("auto", io.StringIO()), resolve_verbosity("1")
+    (2, 1)
+    """
+    import sys
+
+    if verbose == "auto":
+        stream = sys.stdout if stream is None else stream
+        isatty = getattr(stream, "isatty", None)
+        return 1 if isatty is not None and isatty() else 2
+    if str(verbose) not in ("0", "1", "2"):
+        raise ValueError(f"`verbose` must be one of {VERBOSITY}. Received: verbose={verbose!r}")
+    return int(verbose)

@@ -4,8 +4,9 @@ Example:
     plot_history("runs/digits/history.csv", "runs/digits/history.png")
 """
 
-from keras_ba.training.callbacks import read_history
+from keras_ba.extras import require
 from keras_ba.training.errors import WorkflowError
+from keras_ba.training.run_folder import atomic_path, read_history
 
 
 def plot_history(csv_path, png_path, title=None):
@@ -17,8 +18,8 @@ def plot_history(csv_path, png_path, title=None):
         title: figure title (default: none).
 
     Raises:
-        WorkflowError: without matplotlib (`pip install matplotlib`) or
-            without history rows.
+        MissingExtraError: without matplotlib (the `train` extra).
+        WorkflowError: without history rows.
 
     Example:
     >>> import tempfile, os
@@ -27,13 +28,10 @@ def plot_history(csv_path, png_path, title=None):
     >>> _ = open(csv_path, "w").write("epoch,loss,val_loss\\n0,2.0,2.1\\n1,1.5,1.7\\n")
     >>> plot_history(csv_path, os.path.join(folder, "h.png"))
     """
-    try:
-        import matplotlib
+    matplotlib = require("matplotlib", "train", "Plotting the training curves")
+    matplotlib.use("Agg")
+    from matplotlib import pyplot, ticker
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot, ticker
-    except ImportError:
-        raise WorkflowError("Plotting needs matplotlib: pip install matplotlib") from None
     history = read_history(csv_path)
     if not history.get("epoch"):
         raise WorkflowError(f"{csv_path!r} has no epochs to plot.")
@@ -54,5 +52,6 @@ def plot_history(csv_path, png_path, title=None):
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(png_path, dpi=100)
+    with atomic_path(png_path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     pyplot.close(figure)

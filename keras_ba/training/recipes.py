@@ -3,7 +3,8 @@
 A `Recipe` holds every hyper-parameter of a run; `get_recipe(name,
 **overrides)` returns a named one with some fields replaced (the command
 line has one flag per field). `make_optimizer`, `make_schedule`, `make_loss`
-and `make_metrics` turn it into Keras objects.
+and `make_metrics` turn it into Keras objects (Keras is imported by them,
+not by this module: the command line reads the recipes to build its flags).
 
 Where a paper and the authors' code differ, the recipe follows the code
 (see SPEC.md): `bav1` is `zhaoy376/Bridge-Attention/main.py --lr 0.1
@@ -17,8 +18,6 @@ Example:
 """
 
 import dataclasses
-
-import keras
 
 from keras_ba.training.errors import WorkflowError
 
@@ -140,9 +139,8 @@ class Recipe:
 
 def _check(ok, name, value, expected):
     if not ok:
-        flag = "--" + name.replace("_", "-")
         raise WorkflowError(
-            f"Invalid recipe value {name}={value!r} (flag {flag}): expected {expected}."
+            f"Invalid value for `{name}`: expected {expected}. Received: `{name}={value!r}`."
         )
 
 
@@ -260,6 +258,8 @@ def make_schedule(recipe, steps_per_epoch):
     >>> [round(float(schedule(s)), 3) for s in (0, 10, 20)]
     [0.0, 0.1, 0.0]
     """
+    import keras
+
     peak = recipe.peak_lr()
     warmup_steps = int(round(recipe.warmup_epochs * steps_per_epoch))
     total_steps = recipe.epochs * steps_per_epoch
@@ -305,6 +305,8 @@ def make_optimizer(recipe, steps_per_epoch, model=None):
     >>> make_optimizer(get_recipe("small"), steps_per_epoch=10).__class__.__name__
     'SGD'
     """
+    import keras
+
     schedule = make_schedule(recipe, steps_per_epoch)
     extra = {"global_clipnorm": recipe.clipnorm} if recipe.clipnorm else {}
     decay = keras_weight_decay(recipe) or None
@@ -322,7 +324,9 @@ def make_optimizer(recipe, steps_per_epoch, model=None):
         )
     if decay and not recipe.decay_1d_weights:
         if model is None:
-            raise WorkflowError("make_optimizer needs the model to exclude 1-D weights from decay.")
+            raise WorkflowError(
+                "make_optimizer needs `model` to exclude its 1-D weights from weight decay."
+            )
         one_d = [v for v in model.trainable_variables if len(v.shape) <= 1]
         optimizer.exclude_from_weight_decay(var_list=one_d)
     return optimizer
@@ -337,6 +341,8 @@ def make_loss(recipe):
     >>> make_loss(get_recipe("bav2")).label_smoothing
     0.1
     """
+    import keras
+
     return keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
 
 
@@ -347,6 +353,8 @@ def make_metrics(num_classes):
     >>> [m.name for m in make_metrics(10)]
     ['accuracy', 'top5_accuracy']
     """
+    import keras
+
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
