@@ -187,7 +187,14 @@ def _equivalence(backend, mode, tmp_path):
     )
     pair = [
         _start(
-            [sys.executable, "-c", DRIVER, mode, str(tmp_path / "two"), str(tmp_path / f"p{i}.npz")],
+            [
+                sys.executable,
+                "-c",
+                DRIVER,
+                mode,
+                str(tmp_path / "two"),
+                str(tmp_path / f"p{i}.npz"),
+            ],
             _environment(backend, tmp_path, _group_env(2, i, port)),
             tmp_path,
             f"p{i}",
@@ -210,14 +217,17 @@ def _check_equivalence(histories, weights, tmp_path):
             assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (key, one[key], first[key])
         assert first[key] == second[key], (key, first[key], second[key])
     assert len(weights[0]) == len(weights[1]) == len(weights[2])
-    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(weights[0], weights[1]))
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(weights[0], weights[1], strict=True))
     assert worst <= 1e-5, worst
-    for a, b in zip(weights[1], weights[2]):
+    for a, b in zip(weights[1], weights[2], strict=True):
         np.testing.assert_array_equal(a, b)  # the two processes hold the same model
     # History rows written by process 0 only, one per epoch.
     assert [int(r["epoch"]) for r in _history(tmp_path / "two")] == list(range(5))
     assert _files(tmp_path / "two") == _files(tmp_path / "one")
-    print("max |loss difference|", max(abs(a - b) for a, b in zip(one["loss"], first["loss"])))
+    print(
+        "max |loss difference|",
+        max(abs(a - b) for a, b in zip(one["loss"], first["loss"], strict=True)),
+    )
     print("max |weight difference|", worst)
 
 

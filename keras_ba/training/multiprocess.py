@@ -245,7 +245,11 @@ def resolve_process_group(
     explicit = [("flags", _FLAGS, flags)]
     explicit.append(("KERAS_BA_* variables", ENV, {k: environ.get(v) for k, v in ENV.items()}))
     explicit.append(
-        ("KERAS_DISTRIBUTION_* variables", _KERAS_ENV, {k: environ.get(v) for k, v in _KERAS_ENV.items()})
+        (
+            "KERAS_DISTRIBUTION_* variables",
+            _KERAS_ENV,
+            {k: environ.get(v) for k, v in _KERAS_ENV.items()},
+        )
     )
     values, names, sources = {}, {}, []
     for source, source_names, given in explicit:
@@ -257,7 +261,10 @@ def resolve_process_group(
                 sources.append(source)
     timeout = _resolve_timeout(distributed_timeout, environ)
     if mode not in MULTI_PROCESS_MODES:
-        if "num_processes" in values and _integer(values["num_processes"], names["num_processes"], 1) > 1:
+        if (
+            "num_processes" in values
+            and _integer(values["num_processes"], names["num_processes"], 1) > 1
+        ):
             raise WorkflowError(
                 f"{names['num_processes']} asks for several processes, but "
                 f"`distribute_mode={mode!r}` runs one: use `distribute_mode='data-parallel'` "
@@ -767,7 +774,7 @@ def check_same_start(model, initial_epoch, group):
         )
     first = rows[0][1:]
     for index, row in enumerate(rows[1:], start=1):
-        if any(abs(a - b) > 1e-6 * max(1.0, abs(a)) for a, b in zip(first, row[1:])):
+        if any(abs(a - b) > 1e-6 * max(1.0, abs(a)) for a, b in zip(first, row[1:], strict=True)):
             raise WorkflowError(
                 f"Process {index} starts from other weights than process 0 (fingerprint "
                 f"{row[1:]} vs {first}): the run folder must be on shared storage and the "

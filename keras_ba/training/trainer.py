@@ -249,9 +249,7 @@ def train(
         _finish(model, paths, requested, plot, log)
         log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
     multiprocess.shutdown(group)
-    return TrainResult(
-        paths.model, paths, history, time.time() - start, initial_epoch, model=model
-    )
+    return TrainResult(paths.model, paths, history, time.time() - start, initial_epoch, model=model)
 
 
 def _silent(message):
