@@ -464,3 +464,20 @@ def test_docstring_examples(module):
     module = importlib.import_module(module) if isinstance(module, str) else module
     flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
     assert doctest.testmod(module, optionflags=flags).failed == 0
+
+
+def test_processes_that_would_start_differently_are_stopped(monkeypatch):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    own = multiprocess.weights_fingerprint(model)
+    group = ProcessGroup(2, 0, "h:1")
+    gathered = {"rows": [[3] + own, [0] + own]}  # process 1 found no backup
+    monkeypatch.setattr(multiprocess, "all_gather_numbers", lambda values, g: gathered["rows"])
+    with pytest.raises(ValueError, match=r"resume from different epochs \[3, 0\].*shared|every"):
+        multiprocess.check_same_start(model, 3, group)
+    gathered["rows"] = [[3] + own, [3, own[0] + 1.0, own[1]]]
+    with pytest.raises(ValueError, match="Process 1 starts from other weights than process 0"):
+        multiprocess.check_same_start(model, 3, group)
+    gathered["rows"] = [[3] + own, [3] + own]
+    multiprocess.check_same_start(model, 3, group)  # the same start: no error
