@@ -46,6 +46,9 @@ TINY_RUN = TINY_MODEL + [
     "2",
 ]  # --verbose auto: one line per epoch, since the output is a pipe
 BIN = Path(sys.executable).parent
+# An in-process training of a few seconds.
+QUICK = ["--data", "digits", "--image-size", "16", "--limit", "32", "--no-plot"]
+QUICK += ["--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,7 @@ def test_verbose_auto_writes_no_escape_codes_to_a_pipe(run):
 
 
 def test_tensorflow_start_up_lines_are_silenced(run):
+    # The runs had no TF_CPP_MIN_LOG_LEVEL (see workflow_helpers.cli_env).
     err = run["second"].stderr
     for noise in ("oneDNN", "cuda", "absl::InitializeLog", "cpu_feature_guard"):
         assert noise not in err, err[-2000:]
@@ -199,13 +203,12 @@ def test_overwrite_starts_afresh(run, tmp_path, capsys):
     import shutil
 
     folder = tmp_path / "again"
-    shutil.copytree(run["paths"].root, folder)
-    command = [a for a in run["command"][:-1] if a != "--verbose"] + [str(folder)]
-    command[command.index("--epochs") + 1] = "1"
-    command[command.index("--steps-per-epoch") + 1] = "2"
-    assert main([*command, "--overwrite", "--no-plot", "--verbose", "0"]) == 0
+    shutil.copytree(run["paths"].root, folder)  # a finished run of another configuration
+    command = ["train", *TINY_MODEL, *QUICK, "--epochs", "1", "--output", str(folder)]
+    assert main([*command, "--overwrite"]) == 0
     config = run_folder.RunConfig.load(folder / "run.json")
-    assert config.recipe["epochs"] == 1 and config.status == "finished"
+    assert config.recipe["epochs"] == 1 and config.data["limit"] == 32
+    assert config.status == "finished"
     assert run_folder.read_history(str(folder / "history.csv"))["epoch"] == [0.0]
     assert not (folder / "history.png").exists()  # the old run's files are gone
 
@@ -368,9 +371,6 @@ def test_onnx_export_computes_the_same_probabilities(run, tmp_path):
 
 
 # === In-process training ===
-
-QUICK = ["--data", "digits", "--image-size", "16", "--limit", "32", "--no-plot"]
-QUICK += ["--batch-size", "16", "--steps-per-epoch", "2", "--verbose", "0"]
 
 
 def test_same_seed_gives_the_same_history(tmp_path):

@@ -468,3 +468,30 @@ def test_the_library_holds_no_test_hooks():
             if name.endswith(".py"):
                 text = open(os.path.join(folder, name)).read()
                 assert "KILL_AFTER_EPOCH" not in text and "KillAfterEpoch" not in text, name
+
+
+def test_runs_of_earlier_versions_keep_their_state(tmp_path, capsys):
+    # keras.callbacks.BackupAndRestore's layout: restored when intact, skipped when cut off.
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    model = _compiled_dense(0)
+    _train_step(model)
+    model.save_weights(str(folder / "latest.weights.h5"))
+    (folder / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    fresh = _compiled_dense(1)
+    assert run_folder.restore_training_state(fresh, str(folder)) == 2
+    for a, b in zip(model.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    weights = folder / "latest.weights.h5"
+    with open(weights, "r+b") as file:
+        file.truncate(weights.stat().st_size // 2)
+    assert run_folder.restore_training_state(_compiled_dense(1), str(folder)) == 0
+    assert "Skipping the damaged backup" in capsys.readouterr().out
+    # A run.json without `status`: finished when its model exists and no backup is left.
+    run_folder.write_json({"model": "m"}, str(tmp_path / "run.json"))
+    assert run_folder.RunConfig.load(str(tmp_path / "run.json")).status == "running"
+    (tmp_path / "model.keras").write_bytes(b"")
+    import shutil
+
+    shutil.rmtree(folder)
+    assert run_folder.RunConfig.load(str(tmp_path / "run.json")).status == "finished"

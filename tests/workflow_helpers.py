@@ -121,6 +121,7 @@ def cli_command(kill_at=None):
 def cli_env(env=None, kill_at=None):
     full = dict(os.environ, KERAS_BACKEND=BACKEND, **(env or {}))
     full.pop("KBA_TEST_KILL_AT", None)
+    full.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs it: keras-ba keeps TF quiet
     if kill_at:
         full["KBA_TEST_KILL_AT"] = kill_at
     return full

@@ -238,6 +238,10 @@ class RunConfig:
             return None
         if not isinstance(data, dict):
             raise WorkflowError(f"{path!r} is not a keras-ba run configuration.")
+        if "status" not in data:  # written by keras-ba before 0.1.0 had `status`
+            paths = RunPaths(os.path.dirname(os.fspath(path)))
+            done = os.path.isfile(paths.model) and not os.path.isdir(paths.backup)
+            data = dict(data, status=FINISHED if done else RUNNING)
         return cls.from_dict(data)
 
 
@@ -623,7 +627,35 @@ def restore_training_state(model, folder, clean=True):
                 "was the run folder written by another configuration?"
             ) from None
         return epoch
-    return 0
+    return _restore_keras_backup(model, folder)
+
+
+def _restore_keras_backup(model, folder):
+    """The state of `keras.callbacks.BackupAndRestore` (runs of earlier versions)."""
+    weights = os.path.join(folder, "latest.weights.h5")
+    metadata = os.path.join(folder, "training_metadata.json")
+    if not (os.path.isfile(weights) and os.path.isfile(metadata)):
+        return 0
+    try:
+        with open(metadata) as file:
+            epoch = int(json.load(file)["epoch"])
+        _read_every_dataset(weights)  # a damaged file fails here, before any assignment
+        model.load_weights(weights)
+    except Exception as error:  # a file cut off by a kill while Keras wrote it
+        print(f"Skipping the damaged backup {folder}: {_first_line(error)}.")
+        return 0
+    return epoch
+
+
+def _read_every_dataset(path):
+    import h5py
+
+    def read(name, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
+
+    with h5py.File(path, "r") as file:
+        file.visititems(read)
 
 
 def _first_line(error):
