@@ -190,6 +190,7 @@ def _add_train(subparsers):
         type=int,
         help="split the CPU into N devices (to try --distribute on one machine)",
     )
+    _add_multiprocess_flags(parser)
     run.add_argument(
         "--jit-compile",
         default="auto",
@@ -205,6 +206,30 @@ def _add_train(subparsers):
     )
     _common(parser)
     _set_command(parser, _train)
+
+
+def _add_multiprocess_flags(parser):
+    group = parser.add_argument_group(
+        "several processes",
+        "--distribute data-parallel (JAX) or ddp (PyTorch) on several processes/machines. "
+        "Each value may also come from KERAS_BA_NUM_PROCESSES, KERAS_BA_PROCESS_ID, "
+        "KERAS_BA_COORDINATOR, KERAS_BA_DISTRIBUTED_TIMEOUT, or from torchrun / SLURM.",
+    )
+    group.add_argument("--num-processes", type=int, help="processes that train together")
+    group.add_argument("--process-id", type=int, help="this process, 0..N-1 (0 writes the files)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address and port")
+    group.add_argument(
+        "--distributed-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for the processes to join or a lost one (default: 300)",
+    )
+    group.add_argument(
+        "--sync-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ddp: BatchNorm statistics over the global batch (default), or per process",
+    )
 
 
 def _add_model_flags(parser):
@@ -274,9 +299,17 @@ def _add_recipe_flags(parser):
 
 
 def _train(args):
-    from keras_ba.training import trainer
+    from keras_ba.training import multiprocess, trainer
     from keras_ba.training.data import DataSource
     from keras_ba.training.models import ModelSpec
+
+    group = multiprocess.resolve_process_group(
+        args.distribute,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        coordinator=args.coordinator,
+        distributed_timeout=args.distributed_timeout,
+    )
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipes.Recipe)}
     recipe = recipes.get_recipe(args.recipe, **overrides)
@@ -308,6 +341,8 @@ def _train(args):
         plot=not args.no_plot,
         overwrite=args.overwrite,
         log=lambda message: print(flag_text(message, args.command_parser), flush=True),
+        process_group=group,
+        sync_batch_norm=args.sync_batch_norm,
     )
     if result.already_finished:
         return 0

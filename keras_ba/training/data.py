@@ -455,13 +455,19 @@ def steps_per_epoch(train_size, batch_size):
     return steps
 
 
-def train_dataset(splits, recipe, seed, cache="auto"):
+def train_dataset(splits, recipe, seed, cache="auto", num_shards=1, shard_index=0):
     """The endless, shuffled, augmented training pipeline.
 
-    Shuffle (seeded, reshuffled every pass) -> repeat -> batch (full
-    batches only) -> one-hot labels -> the recipe's augmentation stages,
-    each its own sequential `map` (deterministic for a given seed) -> `(images,
-    labels)` -> prefetch. Run `steps_per_epoch(...)` steps per epoch.
+    Shuffle (seeded, reshuffled every pass; the same stream from every
+    iterator) -> repeat -> batch (full batches only) -> one-hot labels ->
+    the recipe's augmentation stages, each its own sequential `map`
+    (deterministic for a given seed) -> `(images, labels)` -> prefetch. Run
+    `steps_per_epoch(...)` steps per epoch.
+
+    With `num_shards` N > 1 (one shard per training process), the shard
+    keeps every N-th image of the same shuffled stream, in batches of
+    `batch_size / N`: the N shards' batches of a step hold exactly the
+    images of the one-process batch. Augmentation is seeded per shard.
 
     Args:
         splits: `Splits` from `load_splits`, loaded at `recipe.load_size()`.
@@ -469,9 +475,12 @@ def train_dataset(splits, recipe, seed, cache="auto"):
         seed: integer seed of the shuffle and the augmentation.
         cache: `"auto"` (in memory when the images take at most 2 GiB),
             `"memory"` or `"none"`.
+        num_shards: number of training processes (divides the batch size).
+        shard_index: this process's shard, in `[0, num_shards)`.
 
     Returns:
-        A `tf.data.Dataset` of `(float32 [B, S, S, 3], float32 [B, C])`.
+        A `tf.data.Dataset` of `(float32 [B, S, S, 3], float32 [B, C])`,
+        `B = batch_size / num_shards`.
 
     Example:
     >>> from keras_ba.training.recipes import get_recipe
@@ -481,9 +490,23 @@ def train_dataset(splits, recipe, seed, cache="auto"):
     [(8, 16, 16, 3), (8, 10)]
     """
     num_classes = len(splits.class_names)
-    ds = _cached(splits.train, splits.train_size, recipe.load_size(), cache)
-    ds = ds.shuffle(min(splits.train_size, 10_000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(recipe.batch_size, drop_remainder=True)
+    images = _cached(splits.train, splits.train_size, recipe.load_size(), cache)
+
+    def stream(_):
+        shuffled = images.shuffle(
+            min(splits.train_size, 10_000), seed=seed, reshuffle_each_iteration=True
+        )
+        return shuffled.repeat()
+
+    # The shuffle is created per iterator (inside flat_map): every iterator
+    # yields the same stream, however many iterators a trainer made before
+    # (Keras' fit makes a few), so every trainer and process sees the same
+    # batches for a seed.
+    ds = tf.data.Dataset.from_tensors(0).flat_map(stream)
+    if num_shards > 1:
+        ds = ds.shard(num_shards, shard_index)
+        seed = seed + 1000 * shard_index  # multiprocess.AUGMENT_SEED_STRIDE
+    ds = ds.batch(recipe.batch_size // num_shards, drop_remainder=True)
     ds = ds.map(
         lambda x, y: {"images": tf.cast(x, tf.float32), "labels": tf.one_hot(y, num_classes)},
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -503,6 +526,8 @@ def eval_dataset(
     size=0,
     cache="auto",
     drop_remainder=False,
+    num_shards=1,
+    shard_index=0,
 ):
     """The evaluation pipeline: center crop, normalize, one-hot, in order.
 
@@ -517,6 +542,11 @@ def eval_dataset(
         cache: as in `train_dataset`.
         drop_remainder: drop the last partial batch (JAX `DataParallel`
             needs batches that split evenly over the devices).
+        num_shards: number of processes; this one keeps every
+            `num_shards`-th image, in batches of `batch_size / num_shards`
+            (with `drop_remainder`, of the images of the full global
+            batches only, so every shard has as many batches).
+        shard_index: this process's shard.
 
     Returns:
         A finite `tf.data.Dataset` of `(float32 images, float32 one-hot)`.
@@ -528,7 +558,13 @@ def eval_dataset(
     [4, 4, 2]
     """
     load_size = int(round(image_size / crop_pct))
-    ds = _cached(images, size, load_size, cache).batch(batch_size, drop_remainder=drop_remainder)
+    ds = _cached(images, size, load_size, cache)
+    if num_shards > 1:
+        if drop_remainder:
+            ds = ds.take(size // batch_size * batch_size)
+        ds = ds.shard(num_shards, shard_index)
+        batch_size //= num_shards
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
         lambda x, y: (
             eval_transform(x, image_size, crop_pct),

@@ -4,12 +4,13 @@
 | -------------- | ---------- | ------------------------------------------------ |
 | `mirrored`     | tensorflow | `tf.distribute.MirroredStrategy` (one machine)   |
 | `multi-worker` | tensorflow | `tf.distribute.MultiWorkerMirroredStrategy` (`TF_CONFIG`; one worker: see `check_multi_worker`) |
-| `data-parallel`| jax        | `keras.distribution.DataParallel`                |
+| `data-parallel`| jax        | `keras.distribution.DataParallel` (one or several processes) |
+| `ddp`          | torch      | `torch.nn.parallel.DistributedDataParallel` in `ddp_loop.fit` |
 
 `mirrored` becomes `multi-worker` when `TF_CONFIG` is set. The PyTorch
 backend has no Keras-level multi-device API (`keras.distribution` is
-JAX-only in Keras 3.15; multi-GPU PyTorch is torch DDP with a custom loop),
-so it gets a clear error instead.
+JAX-only in Keras 3.15), so multi-GPU PyTorch is torch DDP with a loop of
+ours (`ddp`, see `multiprocess` for several processes).
 
 `configure_devices(n)` splits the CPU into n devices for testing on one
 machine; it must run before the first TensorFlow op (TF) or the first JAX
@@ -21,8 +22,8 @@ compiles one program over the sharded batch, so its statistics are those
 of the global batch.
 
 Example:
->>> describe_modes()["data-parallel"]
-'keras.distribution.DataParallel (JAX backend)'
+>>> describe_modes()["ddp"]
+'torch DistributedDataParallel, one process per device (PyTorch backend)'
 """
 
 import contextlib
@@ -37,7 +38,12 @@ from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import DISTRIBUTE_MODES
 
 MODES = tuple(DISTRIBUTE_MODES)
-BACKEND_OF_MODE = {"mirrored": "tensorflow", "multi-worker": "tensorflow", "data-parallel": "jax"}
+BACKEND_OF_MODE = {
+    "mirrored": "tensorflow",
+    "multi-worker": "tensorflow",
+    "data-parallel": "jax",
+    "ddp": "torch",
+}
 _XLA_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -46,7 +52,7 @@ def describe_modes():
 
     Example:
     >>> sorted(describe_modes())
-    ['data-parallel', 'mirrored', 'multi-worker', 'none']
+    ['data-parallel', 'ddp', 'mirrored', 'multi-worker', 'none']
     """
     return dict(DISTRIBUTE_MODES)
 
@@ -194,8 +200,10 @@ def check_multi_worker(mode):
         raise WorkflowError(
             f"TF_CONFIG describes {cluster_size()} machines, but Keras 3's fit does not run "
             "MultiWorkerMirroredStrategy over several workers (keras-team/keras#20585). "
-            "Train on one machine with `distribute_mode='mirrored'` (all its GPUs), or with "
-            "KERAS_BACKEND=jax and `distribute_mode='data-parallel'`."
+            "Train on one machine with `distribute_mode='mirrored'` (all its GPUs), or on "
+            "several machines with KERAS_BACKEND=jax and `distribute_mode='data-parallel'` or "
+            "KERAS_BACKEND=torch and `distribute_mode='ddp'` (README: Training on several "
+            "machines)."
         )
 
 
@@ -215,14 +223,18 @@ def check_backend(mode, backend=None):
     if backend == "torch":
         advice = (
             "The PyTorch backend has no Keras multi-device API (keras.distribution "
-            "is JAX-only): train with torch DistributedDataParallel in a custom loop, or "
-            "use KERAS_BACKEND=tensorflow (`distribute_mode='mirrored'`) or jax "
+            "is JAX-only): use `distribute_mode='ddp'` (torch DistributedDataParallel), or "
+            "KERAS_BACKEND=tensorflow (`distribute_mode='mirrored'`) or jax "
             "(`distribute_mode='data-parallel'`)."
         )
     elif backend == "tensorflow":
-        advice = "On TensorFlow use `distribute_mode='mirrored'` (or 'multi-worker')."
+        advice = (
+            "On TensorFlow use `distribute_mode='mirrored'` (one machine); for several "
+            "machines use KERAS_BACKEND=jax (`distribute_mode='data-parallel'`) or torch "
+            "(`distribute_mode='ddp'`)."
+        )
     else:
-        advice = "On JAX use `distribute_mode='data-parallel'`."
+        advice = "On JAX use `distribute_mode='data-parallel'` (one or several processes)."
     raise WorkflowError(
         f"`distribute_mode={mode!r}` needs KERAS_BACKEND={needed}, but the backend is "
         f"{backend!r}. " + advice
@@ -250,11 +262,15 @@ def setup_distribution(mode, backend=None):
     mode = resolve_mode(mode)
     backend = backend or keras.backend.backend()
     check_backend(mode, backend)
-    if mode == "none":
-        return Distribution(mode, 1)
+    if mode in ("none", "ddp"):
+        return Distribution(mode, 1)  # ddp: the processes are the replicas (ddp_loop)
     if mode == "data-parallel":
+        # All devices of all processes; every process feeds its own shard of
+        # the global batch (data.train_dataset(num_shards=...)), so Keras must
+        # not shard the dataset again.
         devices = keras.distribution.list_devices()
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+        keras.distribution.set_distribution(distribution)
         return Distribution(mode, len(devices))
     import tensorflow as tf
 

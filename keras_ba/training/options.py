@@ -23,7 +23,8 @@ DISTRIBUTE_MODES = {
     "none": "one device",
     "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
     "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
-    "data-parallel": "keras.distribution.DataParallel (JAX backend)",
+    "data-parallel": "keras.distribution.DataParallel (JAX backend; one or several processes)",
+    "ddp": "torch DistributedDataParallel, one process per device (PyTorch backend)",
 }
 
 

@@ -587,7 +587,7 @@ def check_training_state(path):
     return epoch
 
 
-def restore_training_state(model, folder):
+def restore_training_state(model, folder, clean=True):
     """Loads the newest intact state of `folder` into `model`; returns its epoch.
 
     States that fail their check (`check_training_state`: a cut-off or
@@ -599,6 +599,9 @@ def restore_training_state(model, folder):
     Args:
         model: the compiled model of the same configuration.
         folder: the backup folder.
+        clean: remove damaged states and leftovers; False only reads (the
+            processes other than 0 of a multi-process run, which skip the
+            same states).
 
     Returns:
         The number of finished epochs restored; 0 when there is no intact
@@ -615,7 +618,7 @@ def restore_training_state(model, folder):
     """
     if not os.path.isdir(folder):
         return 0
-    for name in os.listdir(folder):
+    for name in os.listdir(folder) if clean else ():
         if name.startswith(".tmp-"):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
     for epoch, path in _states(folder):
@@ -623,8 +626,9 @@ def restore_training_state(model, folder):
             if check_training_state(path) != epoch:
                 raise WorkflowError(f"{STATE_INFO} names another epoch")
         except WorkflowError as problem:
-            print(f"Skipping the damaged backup {path}: {problem}.")
-            shutil.rmtree(path, ignore_errors=True)
+            if clean:
+                print(f"Skipping the damaged backup {path}: {problem}.")
+                shutil.rmtree(path, ignore_errors=True)
             continue
         try:
             model.load_weights(os.path.join(path, STATE_WEIGHTS))

@@ -27,7 +27,16 @@ import time
 
 import keras
 
-from keras_ba.training import callbacks, data, distribute, models, recipes, run_folder
+from keras_ba.training import (
+    callbacks,
+    data,
+    ddp_loop,
+    distribute,
+    models,
+    multiprocess,
+    recipes,
+    run_folder,
+)
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
 from keras_ba.version import __version__
@@ -47,6 +56,8 @@ class TrainResult:
             from the backup).
         already_finished: True when the run was finished before this call
             (nothing was trained).
+        model: the trained `keras.Model` in memory (every process of a
+            multi-process run holds it); None when nothing was trained.
 
     Example:
         result.history["val_accuracy"][-1]
@@ -58,6 +69,7 @@ class TrainResult:
     seconds: float
     initial_epoch: int = 0
     already_finished: bool = False
+    model: object = None
 
 
 @contextlib.contextmanager
@@ -97,6 +109,8 @@ def train(
     plot=True,
     overwrite=False,
     log=print,
+    process_group=None,
+    sync_batch_norm=True,
 ):
     """Trains a BA model in the run folder `output`; resumes an unfinished run there.
 
@@ -130,6 +144,13 @@ def train(
         overwrite: start afresh in a folder that holds a run (finished, or
             of another configuration): its files are removed first.
         log: where progress messages go (`print`).
+        process_group: a `multiprocess.ProcessGroup` to train with several
+            processes (`distribute_mode='data-parallel'` on JAX, `'ddp'` on
+            PyTorch); default: resolved from the environment
+            (`KERAS_BA_NUM_PROCESSES`..., torchrun, SLURM). Only process 0
+            writes to `output`; the others read its backup to resume.
+        sync_batch_norm: `'ddp'`: BatchNorm statistics over the global batch
+            (False: per process, as plain DDP).
 
     Returns:
         A `TrainResult`.
@@ -143,10 +164,18 @@ def train(
               get_recipe("small", epochs=3), "runs/digits")
     """
     start = time.time()
+    mode = _check_options(model_spec, distribute_mode, jit_compile)
+    group = process_group or multiprocess.resolve_process_group(mode)
+    multiprocess.check_mode(mode, group, devices=devices)
+    multiprocess.check_batch(recipe.batch_size, group)
+    if group.is_multi:
+        multiprocess.initialize(group)  # before JAX computes anything, before any file
     if devices:
         distribute.configure_devices(devices)
-    mode = _check_options(model_spec, distribute_mode, jit_compile)
-    verbose = resolve_verbosity(verbose)
+    verbose = resolve_verbosity(verbose) if group.is_chief else 0
+    if not group.is_chief:
+        log(f"Training as {group.describe()}; process 0 reports the progress and writes.")
+        log = _silent
     paths = _run_folder(output, mode)
     requested = _requested_config(
         model_spec, source, recipe, seed, precision, mode, steps_per_epoch
@@ -155,10 +184,13 @@ def train(
     if existing is not None:
         _check_same_run(existing, requested, paths, check_classes=False)
         if existing.finished:
-            return _already_finished(paths, existing, start, log)
-    run_folder.prepare_output_dir(paths.root)
+            return _already_finished(paths, existing, start, log, writes=group.is_chief)
+    if group.is_chief:
+        run_folder.prepare_output_dir(paths.root)
     # Strategies first: MultiWorkerMirroredStrategy must exist before any TF op.
     setup = distribute.setup_distribution(mode)
+    if mode == "ddp":
+        setup = distribute.Distribution(mode, group.num_processes)
     try:
         keras.utils.set_random_seed(seed)
         splits = data.load_splits(source, recipe.load_size())
@@ -170,16 +202,25 @@ def train(
         if existing is not None:
             _check_same_run(existing, requested, paths)
         model = _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_compile)
-        # The configuration is known to match: from here on the folder is written.
-        if overwrite:
-            paths.clear()
-        paths.remove_temporaries()
+        # The configuration is known to match: from here on the folder is written
+        # (by process 0 only; the others wait, then read the same backup).
+        if group.is_chief:
+            if overwrite:
+                paths.clear()
+            paths.remove_temporaries()
+        multiprocess.barrier(group, "cleared")
         with setup.scope():
-            initial_epoch = run_folder.restore_training_state(model, paths.backup)
-        if initial_epoch == 0:
-            _clear_progress(paths)
-        requested.save(paths.config)
-        _print_plan(model, recipe, splits, steps, setup, precision, paths, initial_epoch, log)
+            initial_epoch = run_folder.restore_training_state(
+                model, paths.backup, clean=group.is_chief
+            )
+        multiprocess.check_same_start(model, initial_epoch, group)
+        if group.is_chief:
+            if initial_epoch == 0:
+                _clear_progress(paths)
+            requested.save(paths.config)
+        _print_plan(
+            model, recipe, splits, steps, setup, precision, paths, initial_epoch, log, group
+        )
         if initial_epoch < recipe.epochs:
             _fit(
                 model,
@@ -193,7 +234,10 @@ def train(
                 source,
                 setup,
                 initial_epoch,
+                group,
+                sync_batch_norm,
             )
+        multiprocess.barrier(group, "trained")  # process 0's last epoch is written
     finally:
         if setup.mode == "data-parallel":
             keras.distribution.set_distribution(None)
@@ -201,9 +245,15 @@ def train(
         run_folder.read_history(paths.history_csv) if os.path.exists(paths.history_csv) else {}
     )
     _check_finite(history)
-    _finish(model, paths, requested, plot, log)
-    log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
-    return TrainResult(paths.model, paths, history, time.time() - start, initial_epoch)
+    if group.is_chief:
+        _finish(model, paths, requested, plot, log)
+        log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
+    multiprocess.shutdown(group)
+    return TrainResult(paths.model, paths, history, time.time() - start, initial_epoch, model=model)
+
+
+def _silent(message):
+    """The log of processes other than 0: process 0 reports."""
 
 
 def _check_options(model_spec, distribute_mode, jit_compile):
@@ -276,7 +326,7 @@ def _check_same_run(existing, requested, paths, check_classes=True):
     )
 
 
-def _already_finished(paths, existing, start, log):
+def _already_finished(paths, existing, start, log, writes=True):
     if not os.path.isfile(paths.model):
         raise WorkflowError(
             f"{paths.root!r} holds a finished run but its model.keras is missing: pass "
@@ -290,7 +340,7 @@ def _already_finished(paths, existing, start, log):
         f"Nothing to do: {paths.root} holds this run, finished ({epochs} epochs, "
         f"{paths.model}). Pass `overwrite=True` to train it again."
     )
-    if os.path.isdir(paths.backup):  # left by a kill after the run was marked finished
+    if writes and os.path.isdir(paths.backup):  # left by a kill after the run finished
         shutil.rmtree(paths.backup, ignore_errors=True)
     return TrainResult(
         paths.model, paths, history, time.time() - start, epochs, already_finished=True
@@ -343,24 +393,40 @@ def record_jit_request(model, jit_compile):
         config["jit_compile"] = jit_compile
 
 
-def _print_plan(model, recipe, splits, steps, setup, precision, paths, initial_epoch, log):
+def _print_plan(model, recipe, splits, steps, setup, precision, paths, initial_epoch, log, group):
     log(
         f"Training {model.name} ({model.count_params():,} parameters) on "
         f"{splits.train_size} images of {len(splits.class_names)} classes "
         f"({splits.validation_size} for validation), {recipe.image_size}x{recipe.image_size} px.\n"
         f"  {recipe.epochs} epochs x {steps} steps, batch {recipe.batch_size}, {recipe.optimizer} "
         f"peak lr {recipe.peak_lr():g}, precision {precision}, backend "
-        f"{keras.backend.backend()}, {setup.mode} ({setup.replicas} replica(s)).\n"
+        f"{keras.backend.backend()}, {setup.mode} ({setup.replicas} replica(s)), "
+        f"{group.describe()}.\n"
         f"  Run folder: {paths.root} (rerun the same command to resume)."
     )
     if initial_epoch:
         log(f"  Resuming after epoch {initial_epoch} (restored from {paths.backup}).")
 
 
-def _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setup, initial_epoch):
+def _fit(
+    model,
+    recipe,
+    splits,
+    steps,
+    seed,
+    cache,
+    paths,
+    verbose,
+    source,
+    setup,
+    initial_epoch,
+    group,
+    sync_batch_norm,
+):
     tf = data.tf
     num_classes = len(splits.class_names)
-    train_ds = data.train_dataset(splits, recipe, seed, cache)
+    shards = multiprocess.shard_arguments(group)
+    train_ds = data.train_dataset(splits, recipe, seed, cache, **shards)
     # JAX DataParallel needs every batch to split over the devices: the
     # validation during training skips the last partial batch there.
     drop = setup.mode == "data-parallel"
@@ -379,18 +445,36 @@ def _fit(model, recipe, splits, steps, seed, cache, paths, verbose, source, setu
         splits.validation_size,
         cache,
         drop_remainder=drop,
+        **shards,
     )
+    progress = multiprocess.Progress()
+    run_callbacks = multiprocess.process_callbacks(callbacks.make_callbacks(paths), group)
+    run_callbacks.append(progress)
     try:
-        history = model.fit(
-            train_ds,
-            epochs=recipe.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            callbacks=callbacks.make_callbacks(paths),
-            verbose=verbose,
-            shuffle=False,
-        )
+        with multiprocess.peer_loss_guard(group, progress):
+            if setup.mode == "ddp":
+                return ddp_loop.fit(
+                    model,
+                    train_ds,
+                    val_ds,
+                    recipe.epochs,
+                    steps,
+                    run_callbacks,
+                    group,
+                    initial_epoch=initial_epoch,
+                    verbose=verbose,
+                    sync_batch_norm=sync_batch_norm,
+                )
+            history = model.fit(
+                train_ds,
+                epochs=recipe.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                callbacks=run_callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
     except tf.errors.InvalidArgumentError as error:
         raise WorkflowError(_data_error_message(error, source)) from None
     return history.history

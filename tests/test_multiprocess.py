@@ -1,0 +1,483 @@
+"""Several processes training one model: JAX multi-process and PyTorch DDP.
+
+Every multi-process check starts real processes that talk over loopback
+(ports picked free by the test), each with one CPU device, under a time
+limit. The JAX checks run in the JAX pass, the PyTorch checks in the torch
+pass (the processes run that backend, whatever pytest runs under).
+
+Equivalence: the same tiny BA-ResNet on the same digits with the same
+global batch (8), one step per epoch for 5 epochs, trained by one process
+(`--distribute none`: Keras' `fit` on one device) and by two processes (4
+images each): the 5 per-step losses, the validation losses and the final
+weights must agree, and the two processes must hold the same weights.
+"""
+
+import csv
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import BACKEND, REPO_ROOT
+
+from keras_ba.cli import main
+from keras_ba.training import multiprocess
+from keras_ba.training.multiprocess import ProcessGroup, resolve_process_group
+
+JAX_ONLY = pytest.mark.skipif(
+    BACKEND != "jax", reason="JAX multi-process runs in the JAX pass (the torch pass runs DDP)"
+)
+TORCH_ONLY = pytest.mark.skipif(
+    BACKEND != "torch", reason="PyTorch DDP runs in the torch pass (the JAX pass runs JAX)"
+)
+MODE = {"jax": "data-parallel", "torch": "ddp"}
+TINY = [
+    "--model", "ba_resnet18", "--depths", "1", "1", "1", "1", "--widths", "8", "16", "32", "64",
+    "--data", "digits", "--image-size", "16", "--limit", "16", "--batch-size", "8",
+    "--lr", "0.4", "--crop", "center", "--no-flip", "--verbose", "2",
+]  # fmt: skip
+PROCESS_LIMIT = 240  # seconds; a hang fails the test instead of blocking the suite
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _environment(backend, tmp_path, extra=None):
+    env = dict(os.environ)
+    env.update(
+        KERAS_BACKEND=backend,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        # One CPU device per process; compiled programs shared between runs.
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path.parent / "jax-multiprocess-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        OMP_NUM_THREADS="1",
+    )
+    for name in list(env):
+        if name.startswith(("KERAS_BA_", "KERAS_DISTRIBUTION_", "SLURM_")) or name in (
+            "RANK",
+            "WORLD_SIZE",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+            "XLA_FLAGS",
+        ):
+            del env[name]
+    env.update(extra or {})
+    return env
+
+
+class _Process:
+    """A started process, its output in files (no pipe to fill up)."""
+
+    def __init__(self, command, env, cwd, name):
+        self.out_path, self.err_path = cwd / f"{name}.out", cwd / f"{name}.err"
+        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            self.popen = subprocess.Popen(
+                command, env=env, cwd=cwd, stdout=out, stderr=err, start_new_session=True
+            )
+        self.returncode = None
+        self.ended = None
+
+    @property
+    def out(self):
+        return self.out_path.read_text()
+
+    @property
+    def err(self):
+        return self.err_path.read_text()
+
+
+def _start(command, env, cwd, name):
+    return _Process(command, env, cwd, name)
+
+
+def _finish(processes, limit=PROCESS_LIMIT):
+    """Waits for every process, noting when each ended; kills all past `limit` s."""
+    deadline = time.time() + limit
+    while any(p.returncode is None for p in processes) and time.time() < deadline:
+        for process in processes:
+            if process.returncode is None and process.popen.poll() is not None:
+                process.returncode, process.ended = process.popen.returncode, time.time()
+        time.sleep(0.2)
+    for process in processes:
+        if process.popen.poll() is None:
+            os.killpg(process.popen.pid, signal.SIGKILL)
+            process.popen.wait()
+    return processes
+
+
+def _group_env(count, index, port, timeout=30):
+    return {
+        "KERAS_BA_NUM_PROCESSES": str(count),
+        "KERAS_BA_PROCESS_ID": str(index),
+        "KERAS_BA_COORDINATOR": f"127.0.0.1:{port}",
+        "KERAS_BA_DISTRIBUTED_TIMEOUT": str(timeout),
+    }
+
+
+def _cli(args):
+    return [sys.executable, "-m", "keras_ba.cli", "train", *TINY, *args]
+
+
+def _history(run):
+    with open(os.path.join(run, "history.csv"), newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def _files(run):
+    """Relative paths in a run folder; TensorBoard event names carry host and time."""
+    found = set()
+    for root, _, names in os.walk(run):
+        for name in names:
+            path = os.path.relpath(os.path.join(root, name), run)
+            found.add(re.sub(r"events\.out\.tfevents\..*", "events.out.tfevents.*", path))
+    return found
+
+
+def _show(processes):
+    return "\n".join(
+        f"--- process {i}: rc {p.returncode}\n{p.out[-2500:]}\n{p.err[-2500:]}"
+        for i, p in enumerate(processes)
+    )
+
+
+# === Equivalence: two processes train exactly like one ===
+
+DRIVER = r"""
+import json, sys
+import numpy as np
+from keras_ba.training import multiprocess, trainer
+from keras_ba.training.data import DataSource
+from keras_ba.training.models import ModelSpec
+from keras_ba.training.recipes import get_recipe
+
+mode, output, dump = sys.argv[1:4]
+group = multiprocess.resolve_process_group(mode)
+result = trainer.train(
+    ModelSpec("ba_resnet18", depths=(1, 1, 1, 1), widths=(8, 16, 32, 64)),
+    DataSource("digits", limit=16),
+    get_recipe("small", image_size=16, batch_size=8, epochs=5, lr=0.4, crop="center", flip=False),
+    output, distribute_mode=mode, steps_per_epoch=1, verbose=2, process_group=group,
+)
+assert not result.already_finished
+np.savez(dump, *result.model.get_weights())
+with open(dump + ".json", "w") as file:
+    json.dump(result.history, file)
+"""
+
+
+def _equivalence(backend, mode, tmp_path):
+    port = _free_port()
+    single = _start(
+        [sys.executable, "-c", DRIVER, "none", str(tmp_path / "one"), str(tmp_path / "one.npz")],
+        _environment(backend, tmp_path),
+        tmp_path,
+        "one",
+    )
+    pair = [
+        _start(
+            [
+                sys.executable,
+                "-c",
+                DRIVER,
+                mode,
+                str(tmp_path / "two"),
+                str(tmp_path / f"p{i}.npz"),
+            ],
+            _environment(backend, tmp_path, _group_env(2, i, port)),
+            tmp_path,
+            f"p{i}",
+        )
+        for i in range(2)
+    ]
+    processes = _finish([single, *pair])
+    assert all(p.returncode == 0 for p in processes), _show(processes)
+    histories = [json.load(open(tmp_path / f"{name}.npz.json")) for name in ("one", "p0", "p1")]
+    weights = [np.load(tmp_path / f"{name}.npz") for name in ("one", "p0", "p1")]
+    return histories, [[w[f"arr_{i}"] for i in range(len(w.files))] for w in weights]
+
+
+def _check_equivalence(histories, weights, tmp_path):
+    one, first, second = histories
+    losses = one["loss"]
+    assert len(losses) == 5 and max(losses) - min(losses) > 1e-3, losses  # it trains
+    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for a, b in zip(one[key], first[key], strict=True):
+            assert abs(a - b) <= 1e-5 * max(1.0, abs(a)), (key, one[key], first[key])
+        assert first[key] == second[key], (key, first[key], second[key])
+    assert len(weights[0]) == len(weights[1]) == len(weights[2])
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(weights[0], weights[1], strict=True))
+    assert worst <= 1e-5, worst
+    for a, b in zip(weights[1], weights[2], strict=True):
+        np.testing.assert_array_equal(a, b)  # the two processes hold the same model
+    # History rows written by process 0 only, one per epoch.
+    assert [int(r["epoch"]) for r in _history(tmp_path / "two")] == list(range(5))
+    assert _files(tmp_path / "two") == _files(tmp_path / "one")
+    print(
+        "max |loss difference|",
+        max(abs(a - b) for a, b in zip(one["loss"], first["loss"], strict=True)),
+    )
+    print("max |weight difference|", worst)
+
+
+@JAX_ONLY
+def test_jax_two_processes_train_like_one(tmp_path):
+    histories, weights = _equivalence("jax", "data-parallel", tmp_path)
+    _check_equivalence(histories, weights, tmp_path)
+
+
+@TORCH_ONLY
+def test_ddp_two_processes_train_like_one(tmp_path):
+    histories, weights = _equivalence("torch", "ddp", tmp_path)
+    _check_equivalence(histories, weights, tmp_path)
+
+
+# === A lost process: the other stops with a message; both resume ===
+
+LOST_WITHIN = 60  # seconds from one process's death to the other's exit (loaded CI machine)
+
+
+def _kill_and_resume(backend, mode, tmp_path, relaunch):
+    port = _free_port()
+    run = tmp_path / "run"
+    # The schedule of the equivalence test: its compiled JAX programs are reused.
+    args = ["--distribute", mode, "--epochs", "5", "--steps-per-epoch", "1", "--output", str(run)]
+    args += ["--no-plot"]
+    envs = [_environment(backend, tmp_path, _group_env(2, i, port)) for i in range(2)]
+    # Process 1 dies in epoch 3, after its training step, before its validation and backup.
+    envs[1][multiprocess.KILL_IN_EPOCH_ENV] = "3"
+    first = _finish([_start(_cli(args), env, tmp_path, f"first{i}") for i, env in enumerate(envs)])
+    survivor, killed = first
+    assert killed.returncode == -signal.SIGKILL, _show(first)
+    assert survivor.returncode == 1, _show(first)
+    assert "Process 0 of 2 lost contact with another process in epoch 3" in survivor.err
+    assert "start all 2 processes again with the same command to resume" in survivor.err
+    assert "Traceback" not in survivor.err, survivor.err[-3000:]
+    assert survivor.ended - killed.ended < LOST_WITHIN, survivor.ended - killed.ended
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1]
+    assert not (run / "model.keras").exists()
+
+    second = _finish(relaunch(args, tmp_path))
+    assert all(p.returncode == 0 for p in second), _show(second)
+    assert [int(r["epoch"]) for r in _history(run)] == [0, 1, 2, 3, 4]  # no gap, no repeat
+    assert "Epoch 2/5" not in second[0].out and "Epoch 3/5" in second[0].out  # resumed
+    assert (run / "model.keras").exists() and not (run / "backup").exists()
+    return first, second
+
+
+def _relaunch_with_flags(backend):
+    def relaunch(args, tmp_path):
+        port = _free_port()
+        return [
+            _start(
+                _cli([*args, "--num-processes", "2", "--process-id", str(i),
+                      "--coordinator", f"127.0.0.1:{port}", "--distributed-timeout", "30"]),
+                _environment(backend, tmp_path),
+                tmp_path,
+                f"second{i}",
+            )
+            for i in range(2)
+        ]  # fmt: skip
+
+    return relaunch
+
+
+def _relaunch_with_torchrun(args, tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+        "-m", "keras_ba.cli", "train", *TINY, *args,
+    ]  # fmt: skip
+    return [_start(command, _environment("torch", tmp_path), tmp_path, "torchrun")]
+
+
+@JAX_ONLY
+def test_jax_lost_process_stops_the_other_and_both_resume(tmp_path):
+    _kill_and_resume("jax", "data-parallel", tmp_path, _relaunch_with_flags("jax"))
+
+
+@TORCH_ONLY
+def test_ddp_lost_process_stops_the_other_and_torchrun_resumes(tmp_path):
+    first, second = _kill_and_resume("torch", "ddp", tmp_path, _relaunch_with_torchrun)
+    assert "torchrun (WORLD_SIZE, RANK" in second[0].out  # the launcher's variables were used
+
+
+# === Bad input: clear errors, nothing written ===
+
+
+def _fails(capsys, args, tmp_path, message):
+    code = main(["train", *args, "--output", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 1 and re.search(message, error), error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("index", ["2", "-1"])
+def test_process_id_out_of_range_fails_clearly(tmp_path, capsys, index):
+    args = ["--distribute", MODE.get(BACKEND, "data-parallel"), "--num-processes", "2"]
+    args += ["--process-id", index, "--coordinator", "127.0.0.1:1"]
+    message = r"--process-id must be (in \[0, 2\) for 2 processes|an integer >= 0)\. Received"
+    _fails(capsys, args, tmp_path, message)
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow runs one process")
+def test_global_batch_must_split_over_the_processes(tmp_path, capsys):
+    args = ["--distribute", MODE[BACKEND], "--batch-size", "7", "--num-processes", "2"]
+    args += ["--process-id", "0", "--coordinator", f"127.0.0.1:{_free_port()}"]
+    _fails(capsys, args, tmp_path, "--batch-size 7 .the global batch. does not split over 2 proc")
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="ddp is the PyTorch backend's mode")
+def test_ddp_needs_the_torch_backend(tmp_path, capsys):
+    _fails(capsys, ["--distribute", "ddp"], tmp_path, "--distribute ddp needs KERAS_BACKEND=torch")
+
+
+def test_several_processes_need_a_multi_process_mode(tmp_path, capsys):
+    args = ["--distribute", "none", "--num-processes", "2", "--process-id", "0"]
+    message = "--num-processes asks for several processes, but --distribute none runs one"
+    _fails(capsys, args, tmp_path, message + ": use --distribute data-parallel .JAX. or")
+
+
+@pytest.mark.parametrize(
+    "backend, mode",
+    [
+        pytest.param("jax", "data-parallel", marks=JAX_ONLY),
+        pytest.param("torch", "ddp", marks=TORCH_ONLY),
+    ],
+)
+def test_unreachable_coordinator_fails_within_the_timeout(tmp_path, backend, mode):
+    address = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    args = ["--distribute", mode, "--output", str(tmp_path / "out")]
+    args += ["--num-processes", "2", "--process-id", "1", "--coordinator", address]
+    args += ["--distributed-timeout", "3"]
+    process = _start(_cli(args), _environment(backend, tmp_path), tmp_path, "lonely")
+    started = time.time()
+    _finish([process], limit=120)
+    assert process.returncode == 1, _show([process])
+    assert f"could not join process 0 at {address} within 3 s" in process.err, process.err
+    assert "nothing accepts connections" in process.err
+    # The wait is bounded by --distributed-timeout (plus the interpreter start).
+    assert process.ended - started < 90
+    assert not (tmp_path / "out").exists()
+
+
+# === Where the values come from ===
+
+
+def test_flags_then_keras_ba_variables_then_launchers():
+    env = {
+        "KERAS_BA_NUM_PROCESSES": "4",
+        "KERAS_BA_PROCESS_ID": "3",
+        "KERAS_BA_COORDINATOR": "head:1234",
+        "KERAS_BA_DISTRIBUTED_TIMEOUT": "12",
+        "WORLD_SIZE": "8",
+        "RANK": "5",
+        "MASTER_ADDR": "other",
+        "MASTER_PORT": "29500",
+    }
+    group = resolve_process_group("data-parallel", environ=env)
+    assert (group.num_processes, group.process_id, group.coordinator) == (4, 3, "head:1234")
+    assert group.timeout == 12.0 and group.source == "KERAS_BA_* variables"
+    group = resolve_process_group("ddp", process_id=1, num_processes=2, environ=env)
+    assert (group.num_processes, group.process_id, group.coordinator) == (2, 1, "head:1234")
+    # torchrun's variables (ddp only), with its LOCAL_RANK.
+    torchrun = {k: env[k] for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT")}
+    group = resolve_process_group("ddp", environ={**torchrun, "LOCAL_RANK": "1"})
+    assert (group.num_processes, group.process_id, group.coordinator) == (8, 5, "other:29500")
+    assert group.local_rank == 1
+    assert not resolve_process_group("data-parallel", environ=torchrun).is_multi
+    # Keras' own variables (the first job address is the coordinator).
+    keras_env = {
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+        "KERAS_DISTRIBUTION_PROCESS_ID": "1",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": "10.0.0.1:1234,10.0.0.2:2345",
+    }
+    group = resolve_process_group("data-parallel", environ=keras_env)
+    assert (group.num_processes, group.process_id, group.coordinator) == (2, 1, "10.0.0.1:1234")
+
+
+def test_slurm_variables_give_the_group_and_jax_coordinator_port():
+    slurm = {
+        "SLURM_NTASKS": "16",
+        "SLURM_PROCID": "9",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_STEP_NODELIST": "gpu[07-08]",
+    }
+    group = resolve_process_group("data-parallel", environ=slurm)
+    port = 4242 % 4096 + 65535 - 4095  # jax._src.clusters.slurm_cluster's formula
+    assert (group.num_processes, group.process_id) == (16, 9)
+    assert group.coordinator == f"gpu07:{port}" and group.local_rank == 1
+    group = resolve_process_group("data-parallel", coordinator="gpu07:1234", environ=slurm)
+    assert group.coordinator == "gpu07:1234"
+    assert not resolve_process_group("none", environ=slurm).is_multi  # ignored
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_processes": 2}, "give this process's id too"),
+        ({"num_processes": 2, "process_id": 0}, "need process 0's address: pass `coordinator`"),
+        ({"num_processes": 0, "process_id": 0}, "`num_processes` must be a positive integer"),
+        ({"num_processes": 2, "process_id": 0, "coordinator": "head"}, "must be HOST:PORT"),
+        (
+            {"num_processes": 2, "process_id": 0, "coordinator": "h:1", "distributed_timeout": 0},
+            "`distributed_timeout` must be a positive number of seconds",
+        ),
+    ],
+)
+def test_incomplete_or_bad_values_fail_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_process_group("ddp", environ={}, **kwargs)
+
+
+def test_only_process_0_keeps_the_writers():
+    from keras_ba.training import callbacks
+    from keras_ba.training.run_folder import RunPaths
+
+    made = callbacks.make_callbacks(RunPaths("run"), tensorboard=True)
+    chief = multiprocess.process_callbacks(made, ProcessGroup(2, 0, "h:1"), backend="torch")
+    other = multiprocess.process_callbacks(made, ProcessGroup(2, 1, "h:1"), backend="torch")
+    assert [type(c).__name__ for c in other] == ["TerminateOnNaN", "LearningRateLogger"]
+    assert chief == made  # process 0: every callback
+    jax_chief = multiprocess.process_callbacks(made, ProcessGroup(2, 0, "h:1"), backend="jax")
+    wrapped = [type(c.callback).__name__ for c in jax_chief if hasattr(c, "callback")]
+    assert wrapped == ["ResumableCSVLogger", "TensorBoard", "AtomicCheckpoint", "RunBackup"]
+
+
+@pytest.mark.parametrize("module", [multiprocess, "keras_ba.training.distribute"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(module) if isinstance(module, str) else module
+    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+    assert doctest.testmod(module, optionflags=flags).failed == 0
+
+
+def test_processes_that_would_start_differently_are_stopped(monkeypatch):
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    own = multiprocess.weights_fingerprint(model)
+    group = ProcessGroup(2, 0, "h:1")
+    gathered = {"rows": [[3] + own, [0] + own]}  # process 1 found no backup
+    monkeypatch.setattr(multiprocess, "all_gather_numbers", lambda values, g: gathered["rows"])
+    with pytest.raises(ValueError, match=r"resume from different epochs \[3, 0\].*shared|every"):
+        multiprocess.check_same_start(model, 3, group)
+    gathered["rows"] = [[3] + own, [3, own[0] + 1.0, own[1]]]
+    with pytest.raises(ValueError, match="Process 1 starts from other weights than process 0"):
+        multiprocess.check_same_start(model, 3, group)
+    gathered["rows"] = [[3] + own, [3] + own]
+    multiprocess.check_same_start(model, 3, group)  # the same start: no error
