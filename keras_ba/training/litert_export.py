@@ -28,6 +28,7 @@ Example:
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -68,7 +69,7 @@ def litert_function(model, image_size):
     return fixed
 
 
-def convert(model, image_size, quantize="none", representative=None):
+def convert(model, image_size, quantize="none", representative=None, function=None):
     """The LiteRT flatbuffer of `model` (bytes).
 
     Needs the TensorFlow backend.
@@ -79,6 +80,7 @@ def convert(model, image_size, quantize="none", representative=None):
         quantize: one of `QUANTIZE_MODES`.
         representative: float32 images `[N, image_size, image_size, 3]` in
             [0, 255] for the `"int8"` calibration.
+        function: `litert_function(model, image_size)` if already made.
 
     Raises:
         WorkflowError: an op LiteRT cannot express (named), or an op without
@@ -93,23 +95,38 @@ def convert(model, image_size, quantize="none", representative=None):
         raise WorkflowError(f"--quantize must be one of {QUANTIZE_MODES}, received {quantize!r}.")
     if quantize == "int8" and (representative is None or len(representative) == 0):
         raise WorkflowError("--quantize int8 needs representative images (--representative-data).")
-    function, module = _frozen_signature(litert_function(model, image_size))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "int8":
-        images = np.asarray(representative, "float32")
-        converter.representative_dataset = lambda: ({"images": x[None]} for x in images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    function = function or litert_function(model, image_size)
+    with tempfile.TemporaryDirectory() as folder, _quiet_absl():
+        _save_frozen(function, folder)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            folder, signature_keys=["serving_default"]
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "int8":
+            images = np.asarray(representative, "float32")
+            converter.representative_dataset = lambda: ({"images": x[None]} for x in images)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            # the calibrator warns that tf.lite.Interpreter is deprecated
+            with warnings.catch_warnings(), _native_stderr_captured():
+                warnings.simplefilter("ignore")
+                return converter.convert()
+        except Exception as error:
+            raise WorkflowError(_conversion_error(error, quantize)) from None
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """No "unsaved custom gradients" warning: the converter needs no gradients."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), _native_stderr_captured():
-            warnings.simplefilter(
-                "ignore"
-            )  # the calibrator uses the deprecated tf.lite.Interpreter
-            return converter.convert()
-    except Exception as error:
-        raise WorkflowError(_conversion_error(error, quantize)) from None
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -130,13 +147,14 @@ def _native_stderr_captured():
             os.close(saved)
 
 
-def _frozen_signature(function):
-    """`function` with its variables frozen into constants, outputs named.
+def _save_frozen(function, folder):
+    """Saves `function`, variables frozen into constants, as a SavedModel.
 
-    The converter cannot freeze Keras 3 variables itself (it leaves
-    READ_VARIABLE ops that read uninitialized memory), so they are frozen
-    here; a variable-free module then carries the output names into the
-    `serving_default` signature.
+    The signature `serving_default` keeps the names `images`,
+    `probabilities` and `class_ids`. Frozen, because the converter cannot
+    freeze Keras 3 variables itself (it leaves READ_VARIABLE ops that read
+    uninitialized memory); without custom gradients, which the converter
+    does not need and which fail to save for Keras' swish (EfficientNet).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -148,14 +166,15 @@ def _frozen_signature(function):
     keys = sorted(concrete.structured_outputs)  # the flat output order
     spec = concrete.structured_input_signature[0][0]
 
-    module = tf.Module()
-
     @tf.function(input_signature=[spec])
     def serving_default(images):
         return dict(zip(keys, frozen(images), strict=True))
 
+    module = tf.Module()
     module.serving_default = serving_default
-    return serving_default.get_concrete_function(), module
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    signatures = {"serving_default": serving_default.get_concrete_function()}
+    tf.saved_model.save(module, folder, signatures=signatures, options=options)
 
 
 def _conversion_error(error, quantize):
@@ -206,13 +225,14 @@ def write_litert(
     Example:
         write_litert(model, "export/model.tflite", 32)["max_abs_diff"]  # ~1e-7
     """
-    flatbuffer = convert(model, image_size, quantize, representative)
+    function = litert_function(model, image_size)
+    flatbuffer = convert(model, image_size, quantize, representative, function)
     with open(path, "wb") as file:
         file.write(flatbuffer)
     if check_images is None:
         rng = np.random.default_rng(seed)
         check_images = rng.uniform(0, 255, (8, image_size, image_size, 3)).astype("float32")
-    report = compare(path, model, image_size, check_images)
+    report = compare(path, function, check_images)
     report["size_bytes"] = len(flatbuffer)
     if quantize == "none" and report["max_abs_diff"] > TOLERANCE:
         raise WorkflowError(
@@ -222,17 +242,23 @@ def write_litert(
     return report
 
 
-def compare(path, model, image_size, images):
-    """Max |difference| and top-1 agreement of LiteRT against TensorFlow.
+def compare(path, reference, images):
+    """Max |difference| and top-1 agreement of the LiteRT file against `reference`.
+
+    Args:
+        path: a `.tflite` file from `write_litert`.
+        reference: a function images -> `{"probabilities": ...}`, e.g.
+            `litert_function(model, image_size)`.
+        images: float32 `[N, image_size, image_size, 3]` in [0, 255].
 
     Example:
-        compare("model.tflite", model, 32, images)["top1_agreement"]
+        compare("model.tflite", litert_function(model, 32), images)["top1_agreement"]
     """
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     images = np.asarray(images, "float32")
-    expected = litert_function(model, image_size)(tf.constant(images))["probabilities"].numpy()
+    expected = reference(tf.constant(images))["probabilities"].numpy()
     runner = Interpreter(model_path=path).get_signature_runner("serving_default")
     served = runner(images=images)["probabilities"]
     return {

@@ -38,7 +38,7 @@ PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 TOLERANCE = 1e-4  # float32 self-check: ONNX Runtime against TensorFlow
 
 
-def convert(model, image_size, crop_pct, class_names=None):
+def convert(model, image_size, crop_pct, class_names=None, serve=None):
     """The ONNX `ModelProto` of `model` with the serving preprocessing inside.
 
     Needs the TensorFlow backend.
@@ -48,6 +48,8 @@ def convert(model, image_size, crop_pct, class_names=None):
         image_size: side of the model input.
         crop_pct: evaluation crop (`image_size / resize side`).
         class_names: stored in the model's metadata (`class_names`, JSON).
+        serve: `export.serving_function(model, image_size, crop_pct)` if
+            already made.
 
     Returns:
         An `onnx.ModelProto`.
@@ -63,7 +65,7 @@ def convert(model, image_size, crop_pct, class_names=None):
 
     from keras_ba.training.export import serving_function
 
-    serve = serving_function(model, image_size, crop_pct)
+    serve = serve or serving_function(model, image_size, crop_pct)
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
     with _quiet_tf2onnx():
         try:
@@ -115,13 +117,16 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
     """
     import onnx
 
-    onnx.save(convert(model, image_size, crop_pct, class_names), path)
+    from keras_ba.training.export import serving_function
+
+    serve = serving_function(model, image_size, crop_pct)
+    onnx.save(convert(model, image_size, crop_pct, class_names, serve), path)
     rng = np.random.default_rng(seed)
     batches = [
         rng.uniform(0, 255, (4, image_size, image_size, 3)).astype("float32"),
         rng.uniform(0, 255, (2, image_size + 7, image_size + 3, 3)).astype("float32"),
     ]
-    report = compare(path, model, image_size, crop_pct, batches)
+    report = compare(path, serve, batches)
     if report["max_abs_diff"] > TOLERANCE:
         raise WorkflowError(
             f"ONNX Runtime's probabilities differ from TensorFlow's by "
@@ -130,22 +135,25 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
     return report
 
 
-def compare(path, model, image_size, crop_pct, batches):
-    """Max |difference| and top-1 agreement of ONNX Runtime against TensorFlow.
+def compare(path, reference, batches):
+    """Max |difference| and top-1 agreement of ONNX Runtime against `reference`.
+
+    Args:
+        path: a `.onnx` file from `write_onnx`.
+        reference: a function images -> `{"probabilities": ...}`, e.g.
+            `export.serving_function(model, image_size, crop_pct)`.
+        batches: float32 image batches `[N, H, W, 3]` in [0, 255].
 
     Example:
-        compare("model.onnx", model, 32, 1.0, [images])["max_abs_diff"]
+        compare("model.onnx", serving_function(model, 32, 1.0), [images])["max_abs_diff"]
     """
     import onnxruntime
     import tensorflow as tf
 
-    from keras_ba.training.export import serving_function
-
-    serve = serving_function(model, image_size, crop_pct)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     diffs, agree, count = [], 0, 0
     for images in batches:
-        expected = serve(tf.constant(images))["probabilities"].numpy()
+        expected = reference(tf.constant(images))["probabilities"].numpy()
         served = session.run(["probabilities"], {"images": images})[0]
         diffs.append(float(np.abs(served - expected).max()))
         agree += int((served.argmax(-1) == expected.argmax(-1)).sum())
