@@ -110,13 +110,15 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
         `dict(max_abs_diff=..., top1_agreement=..., images=...)` of the check.
 
     Raises:
-        WorkflowError: an op ONNX cannot express, or a check beyond `TOLERANCE`.
+        WorkflowError: an op ONNX cannot express, or a check beyond `TOLERANCE`
+            (see `formats.check_agreement`).
 
     Example:
         write_onnx(model, "export/model.onnx", 32, 1.0)["max_abs_diff"]  # ~1e-7
     """
     import onnx
 
+    from keras_ba.training import formats
     from keras_ba.training.export import serving_function
 
     serve = serving_function(model, image_size, crop_pct)
@@ -127,12 +129,9 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
         rng.uniform(0, 255, (2, image_size + 7, image_size + 3, 3)).astype("float32"),
     ]
     report = compare(path, serve, batches)
-    if report["max_abs_diff"] > TOLERANCE:
-        raise WorkflowError(
-            f"ONNX Runtime's probabilities differ from TensorFlow's by "
-            f"{report['max_abs_diff']:.2g} (more than {TOLERANCE:g}): not exported."
-        )
-    return report
+    return formats.check_agreement(
+        "ONNX Runtime", report, model, serve, batches, image_size, crop_pct, TOLERANCE
+    )
 
 
 def compare(path, reference, batches):
