@@ -324,19 +324,6 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
     assert difference < 1e-5, difference
 
 
-def test_onnx_export_names_the_missing_package(run, tmp_path, capsys):
-    import importlib.util
-
-    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnx"):
-        pytest.skip("tf2onnx and onnx are installed")
-    code = main(
-        ["export", run["paths"].model, "--format", "onnx", "--output", str(tmp_path / "m.onnx")]
-    )
-    assert code == 1
-    assert "pip install" in capsys.readouterr().err
-    assert not (tmp_path / "m.onnx").exists()
-
-
 def test_onnx_export_computes_the_same_probabilities(run, tmp_path):
     import importlib.util
 

@@ -5,6 +5,7 @@ Example:
     keras-ba evaluate runs/digits/model.keras
     keras-ba predict runs/digits/model.keras some_digit.png --top-k 3
     keras-ba export runs/digits/model.keras --output serving
+    keras-ba export runs/digits --format litert --quantize int8
 """
 
 import argparse
@@ -25,6 +26,7 @@ from keras_ba.training.options import (
     JIT_CHOICES,
     PRECISIONS,
     STEMS,
+    QUANTIZE_MODES,
     SUBSETS,
 )
 
@@ -471,22 +473,37 @@ def _predict(args):
 def _add_export(subparsers):
     parser = subparsers.add_parser(
         "export",
-        help="export a saved model for TF Serving (or ONNX)",
-        description="Write a TF Serving SavedModel <output>/<name>/<version>/ whose "
-        "serving_default signature takes float32 RGB images in [0, 255] of any size "
-        "(key 'images') and returns 'probabilities' and 'class_ids'; or an ONNX file.",
+        help="export a saved model for TF Serving, ONNX Runtime or LiteRT",
+        description="Write a TF Serving SavedModel <output>/<name>/<version>/ (default), an "
+        "ONNX file or a LiteRT file. All take float32 RGB images in [0, 255] (key 'images') "
+        "and return 'probabilities' and 'class_ids'; each file is checked by its own runtime.",
     )
     parser.add_argument("model", help="a .keras file or a run folder")
     parser.add_argument(
         "--output",
-        default="serving",
-        help="base folder (SavedModel) or .onnx file (default: serving)",
+        help="SavedModel: base folder (default: serving); onnx/litert: a new or empty folder "
+        "(default: <name>-<format>) or a .onnx/.tflite file",
     )
-    parser.add_argument("--format", default="saved_model", choices=EXPORT_FORMATS)
+    parser.add_argument(
+        "--format", default="saved_model", help=f"one of {', '.join(EXPORT_FORMATS)}"
+    )
     parser.add_argument("--name", help="model name in the serving layout (default: the run's)")
     parser.add_argument("--version", type=int, help="version folder (default: the next free one)")
     parser.add_argument("--image-size", type=int, help="model input side (default: the run's)")
     parser.add_argument("--crop-pct", type=float, help="evaluation crop (default: the run's)")
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        help=f"litert: one of {', '.join(QUANTIZE_MODES)} (dynamic: int8 weights; int8: "
+        "weights and activations, calibrated on --representative-data)",
+    )
+    parser.add_argument(
+        "--representative-data",
+        help="int8 calibration images: digits, tfds:<name> or a folder (default: the run's data)",
+    )
+    parser.add_argument(
+        "--representative-count", type=int, help="calibration images to use (default: 100)"
+    )
     _common(parser)
     _set_command(parser, _export)
 
@@ -502,5 +519,8 @@ def _export(args):
         format=args.format,
         image_size=args.image_size,
         crop_pct=args.crop_pct,
+        quantize=args.quantize,
+        representative_data=args.representative_data,
+        representative_count=args.representative_count,
     )
     print(f"Exported to {path}")

@@ -1,4 +1,7 @@
-"""Export a trained `.keras` model for TF Serving (SavedModel) or ONNX.
+"""Export a trained `.keras` model for TF Serving (SavedModel), ONNX or LiteRT.
+
+ONNX and LiteRT (`--format onnx|litert`) are written by `formats`, from the
+same serving function as the SavedModel (see `onnx_export`, `litert_export`).
 
 SavedModel layout (what TF Serving polls): `<base>/<model_name>/<version>/`
 with `saved_model.pb`, `variables/` and `assets.extra/labels.txt`. It is
@@ -24,8 +27,8 @@ Example:
 """
 
 import argparse
-import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,25 +60,33 @@ def next_version(model_dir):
 
 def export_model(
     model_path,
-    output,
+    output=None,
     name=None,
     version=None,
     format="saved_model",
     image_size=None,
     crop_pct=None,
+    quantize="none",
+    representative_data=None,
+    representative_count=None,
 ):
-    """Exports `model_path` to `output` as a TF Serving SavedModel or ONNX.
+    """Exports `model_path` as a TF Serving SavedModel, ONNX or LiteRT.
 
     Args:
         model_path: a `.keras` file from `keras-ba train` (or any keras_ba
             classifier).
-        output: base folder (SavedModel: `<output>/<name>/<version>/`) or,
-            for ONNX, the `.onnx` file to write.
+        output: SavedModel: base folder (`<output>/<name>/<version>/`,
+            default `serving`); ONNX / LiteRT: a new or empty folder, or the
+            `.onnx` / `.tflite` file (see `formats.export_file`).
         name: model name in the serving layout; default the run's model name.
         version: integer version; default 1 + the highest existing one.
-        format: `"saved_model"` or `"onnx"`.
+        format: `"saved_model"`, `"onnx"` or `"litert"`.
         image_size: input side; default from `run.json` or the model.
         crop_pct: evaluation crop; default from `run.json`, else 1.0.
+        quantize: LiteRT: `"none"`, `"dynamic"` or `"int8"`.
+        representative_data: LiteRT int8 calibration images (`"digits"`,
+            `"tfds:<name>"`, a folder); default the run's training data.
+        representative_count: how many calibration images (default 100).
 
     Returns:
         The path written.
@@ -85,20 +96,32 @@ def export_model(
         # the command line: keras-ba export runs/digits/model.keras --output serving
     """
     if format not in FORMATS:
-        raise WorkflowError(f"`format` must be one of {FORMATS}. Received: `format={format!r}`.")
-    if format == "onnx":
-        _check_onnx_packages()
+        raise WorkflowError(f"--format must be one of {FORMATS}, received {format!r}.")
+    if format != "saved_model":
+        from keras_ba.training import formats
+
+        return formats.export_file(
+            model_path,
+            output,
+            format,
+            name=name,
+            image_size=image_size,
+            crop_pct=crop_pct,
+            quantize=quantize,
+            representative_data=representative_data,
+            representative_count=representative_count,
+        )
+    if quantize not in (None, "none") or representative_data or representative_count:
+        raise WorkflowError("--quantize and --representative-* apply to --format litert only.")
+    output = output or "serving"
     model_path = run_folder.model_path(model_path)
     info = export_info(model_path, image_size, crop_pct)
-    if format == "saved_model":
-        name = name or info["name"] or "model"
-        model_dir = os.path.join(output, name)
-        version = version or next_version(model_dir)
-        target = os.path.join(model_dir, str(version))
-        if os.path.exists(target):
-            raise WorkflowError(f"{target!r} already exists: pass another `version`.")
-    else:
-        target = output
+    name = name or info["name"] or "model"
+    model_dir = os.path.join(output, name)
+    version = version or next_version(model_dir)
+    target = os.path.join(model_dir, str(version))
+    if os.path.exists(target):
+        raise WorkflowError(f"{target!r} already exists: pass another --version.")
     run_folder.prepare_output_dir(os.path.dirname(os.path.abspath(target)))
     args = [model_path, target, format, info["image_size"], info["crop_pct"]]
     if keras.backend.backend() == "tensorflow":
@@ -106,15 +129,6 @@ def export_model(
     else:
         _export_in_tensorflow_process(*args)
     return target
-
-
-def _check_onnx_packages():
-    missing = [p for p in ("tf2onnx", "onnx") if importlib.util.find_spec(p) is None]
-    if missing:
-        raise WorkflowError(
-            f"ONNX export needs the package(s) {', '.join(missing)}, which are not "
-            f"installed: pip install {' '.join(missing)}"
-        )
 
 
 def _export_in_tensorflow_process(model_path, target, format, image_size, crop_pct):
@@ -144,9 +158,6 @@ def _export_in_tensorflow_process(model_path, target, format, image_size, crop_p
 def _export_here(model_path, target, format, image_size, crop_pct):
     model = load_trained_model(model_path)
     image_size = image_size or model.input_shape[1]
-    if format == "onnx":
-        _write_onnx(model, target, image_size)
-        return
     info = export_info(model_path)
     folder = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(target))
     try:
@@ -202,29 +213,12 @@ def write_saved_model(model, folder, image_size, crop_pct, class_names=None):
         run_folder.write_text("\n".join(class_names) + "\n", labels)
 
 
-def _write_onnx(model, target, image_size):
-    """ONNX of normalization + model: float32 RGB [0, 255] at image_size."""
-    from keras_ba.applications.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-
-    # preprocess_input as one per-channel affine map (a Normalization layer
-    # loses its mean in tf2onnx 1.17: the ONNX graph references a missing tensor).
-    std = [s * 255.0 for s in IMAGENET_STD]
-    offset = [-m * 255.0 / s for m, s in zip(IMAGENET_MEAN, std, strict=True)]
-    inputs = keras.Input((image_size, image_size, 3), name="images")
-    scaled = keras.layers.Rescaling(scale=[1.0 / s for s in std], offset=offset)(inputs)
-    wrapper = keras.Model(inputs, model(scaled), name=model.name)
-    wrapper(keras.ops.zeros((1, image_size, image_size, 3)))  # export wants a called model
-    with run_folder.atomic_path(target, ".onnx") as temporary:
-        wrapper.export(temporary, format="onnx", verbose=False)
-    print(f"Wrote {target} (input: float32 RGB [0, 255], {image_size}x{image_size}).")
-
-
 def main(argv=None):
     """Entry point of the TensorFlow-backend export subprocess."""
     parser = argparse.ArgumentParser(prog="python -m keras_ba.training.export")
     parser.add_argument("model_path")
     parser.add_argument("target")
-    parser.add_argument("--format", default="saved_model", choices=FORMATS)
+    parser.add_argument("--format", default="saved_model", choices=("saved_model",))
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--crop-pct", type=float, default=1.0)
     args = parser.parse_args(argv)

@@ -14,7 +14,8 @@ CACHE_MODES = ("auto", "memory", "none")
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 SUBSETS = ("validation", "train")
 JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
-EXPORT_FORMATS = ("saved_model", "onnx")
+EXPORT_FORMATS = ("saved_model", "onnx", "litert")
+QUANTIZE_MODES = ("none", "dynamic", "int8")  # LiteRT export
 STEMS = ("auto", "cifar", "imagenet")
 NO_ATTENTION = "none"  # the command line's spelling of attention=None
 VERBOSITY = ("auto", 0, 1, 2)
