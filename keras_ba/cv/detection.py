@@ -301,12 +301,11 @@ def build_retinanet(
         `box_loss="smoothl1", classification_loss="focal"`.
 
     Example:
-    >>> from keras_ba.applications import BAResNet
-    >>> trunk = BAResNet([1, 1, 1, 1], [8, 16, 32, 64], block_type="basic",
-    ...                  include_top=False, reduction=4)
-    >>> model = build_retinanet(trunk, 3, "xyxy", anchor_sizes=(8, 16, 32, 64, 128))
-    >>> model.backbone.pyramid_level_inputs["P5"]
-    'conv5_block1_out'
+        trunk = BAResNet18(include_top=False, input_shape=(256, 256, 3))
+        model = build_retinanet(trunk, 20, "xyxy", anchor_sizes=(16, 32, 64, 128, 256))
+        model.compile(optimizer="adam", box_loss="smoothl1", classification_loss="focal")
+        model.fit(detection_dataset(images, boxes, "xyxy", augment=True), epochs=10)
+        model.predict(preprocess_input(images))  # {"boxes", "classes", "confidence", ...}
     """
     check_bounding_box_format(bounding_box_format)
     _check_num_classes(num_classes)
@@ -379,12 +378,9 @@ def build_yolo_v8(
         `box_loss="ciou", classification_loss="binary_crossentropy"`.
 
     Example:
-    >>> from keras_ba.applications import BAResNet
-    >>> trunk = BAResNet([1, 1, 1, 1], [8, 16, 32, 64], block_type="basic",
-    ...                  include_top=False, reduction=4)
-    >>> model = build_yolo_v8(trunk, 3, "center_xywh")
-    >>> model.bounding_box_format
-    'center_xywh'
+        trunk = BAResNet50(include_top=False, weights="classifier.keras")
+        model = build_yolo_v8(trunk, 20, "center_xywh")
+        model.compile(optimizer="adam", box_loss="ciou", classification_loss="binary_crossentropy")
     """
     check_bounding_box_format(bounding_box_format)
     _check_num_classes(num_classes)

@@ -42,12 +42,10 @@ def build_deeplab_v3_plus(
         `loss="sparse_categorical_crossentropy"`.
 
     Example:
-    >>> from keras_ba.applications import BAResNet
-    >>> trunk = BAResNet([1, 1, 1, 1], [8, 16, 32, 64], block_type="basic",
-    ...                  include_top=False, reduction=4, input_shape=(64, 64, 3))
-    >>> build_deeplab_v3_plus(trunk, 3, pyramid_filters=32,
-    ...                       dilation_rates=(1, 2)).output_shape
-    (None, 64, 64, 3)
+        trunk = BAResNet50(include_top=False, input_shape=(256, 256, 3))
+        model = build_deeplab_v3_plus(trunk, num_classes=21)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=[keras.metrics.MeanIoU(21, sparse_y_pred=False)])
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(
