@@ -330,15 +330,15 @@ def _folder_images(folder, image_size, crop_pct, count):
 
 
 def _network_view(images, image_size, crop_pct):
-    """`augment.eval_transform` without the normalization: pixels in [0, 255]."""
+    """`transforms.eval_transform` without the normalization: pixels in [0, 255]."""
     import tensorflow as tf
 
-    from keras_ba.training import augment
+    from keras_ba.training import transforms
 
     images = tf.cast(images, tf.float32)
     side = min(images.shape[1], images.shape[2])
-    images = augment.center_crop(images, side)
+    images = transforms.center_crop(images, side)
     load_size = int(round(image_size / crop_pct))
     if side != load_size:
         images = tf.image.resize(images, (load_size, load_size))
-    return augment.center_crop(images, image_size).numpy()
+    return transforms.center_crop(images, image_size).numpy()
