@@ -324,25 +324,6 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
     assert difference < 1e-5, difference
 
 
-def test_onnx_export_computes_the_same_probabilities(run, tmp_path):
-    import importlib.util
-
-    if not (importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnx")):
-        pytest.skip("ONNX export needs tf2onnx and onnx (pip install tf2onnx onnx)")
-    import onnx
-    from onnx.reference import ReferenceEvaluator
-
-    target = tmp_path / "model.onnx"
-    assert main(["export", run["paths"].model, "--format", "onnx", "--output", str(target)]) == 0
-    graph = onnx.load(str(target))
-    _, images, _ = _digit_pngs(str(tmp_path / "pngs"), 3)
-    pixels = images.astype("float32")
-    served = ReferenceEvaluator(graph).run(None, {graph.graph.input[0].name: pixels})[0]
-    model = keras.saving.load_model(run["paths"].model, compile=False)
-    expected = np.asarray(model.predict(preprocess_input(pixels), verbose=0))
-    assert np.abs(served - expected).max() < 1e-5
-
-
 # === In-process training ===
 
 
