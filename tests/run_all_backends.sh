@@ -6,13 +6,20 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/.ci/setup" || exit 1
 export TF_CPP_MIN_LOG_LEVEL=3 PYTHONWARNINGS=ignore
+# One JAX compilation cache per run, shared by the test workers and every
+# process they start (CLI runs, other-backend loads, multi-process training).
+cache="$(mktemp -d -t keras_ba_jax_cache.XXXXXX)"
+trap 'rm -rf "$cache"' EXIT
+export JAX_COMPILATION_CACHE_DIR="$cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.5
 status=0
 summary=()
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend ==="
   start=$SECONDS
+  # Two workers (pytest-xdist), each test module on one worker, so that a
+  # module's shared fixtures (a trained run, a converted model) are built once.
   KERAS_BACKEND=$backend "$root/.venv/bin/python" -m pytest "$root/tests" -q \
-    -p no:cacheprovider --durations=5 "$@"
+    -p no:cacheprovider -n 2 --dist loadfile --durations=10 "$@"
   code=$?
   summary+=("$backend: exit $code in $((SECONDS - start)) s")
   [ $code -ne 0 ] && status=1

@@ -551,9 +551,9 @@ def _check_detector(model):
 
 
 def _load_detector(path):
-    import keras_ba.cv  # noqa: F401  (registers BABackbone)
+    from keras_ba.saving import load_model
 
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    model = load_model(path, compile=False, safe_mode=True)  # imports what the file names
     _check_detector(model)
     return model
 

@@ -49,12 +49,13 @@ class PixelGate(SqueezeExcite):
         Networks", ECCV 2022 (the released BA-EfficientNet code).
 
     Example:
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> x = np.random.rand(2, 8, 8, 32).astype("float32")
     >>> layer = PixelGate(squeeze_channels=8)
     >>> y, w = layer(x, return_attention_scores=True)
     >>> tuple(y.shape), tuple(w.shape)
     ((2, 8, 8, 32), (2, 8, 8, 32))
+    >>> y, w = keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(w)
     >>> bool(np.allclose(y, x * w))
     True
     """
