@@ -39,6 +39,16 @@ def _seed_and_reset():
     keras.config.set_image_data_format("channels_last")
 
 
+def only_in(*backends, reason):
+    """Runs a test in the passes of `backends` only (the others skip it, saying why).
+
+    For checks that do not depend on the backend (names, files, tf.data,
+    subprocesses under another backend): the suite runs once per backend,
+    and repeating them would only cost time.
+    """
+    return pytest.mark.skipif(BACKEND not in backends, reason=reason)
+
+
 def official_keys(name):
     """The authors' state-dict layout and parameter total for `name`."""
     with open(REFERENCE_DIR / "official_keys" / f"{name}.json") as file:

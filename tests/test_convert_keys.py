@@ -12,12 +12,17 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR, official_keys, shapes_only, trainable_count
+from conftest import REFERENCE_DIR, official_keys, only_in, shapes_only, trainable_count
 from keras import layers
 
 from keras_ba import applications
 from keras_ba.convert import build_key_map, load_torch_weights, transforms
 from keras_ba.layers import BridgeAttention, SqueezeExcite
+
+pytestmark = only_in(
+    "torch",
+    reason="key maps are names and shapes, the same on every backend: the PyTorch pass",
+)
 
 # The other architectures the authors released: layout file -> builder.
 OTHER_LAYOUTS = {

@@ -13,6 +13,14 @@ import pkgutil
 import pytest
 
 import keras_ba
+from conftest import only_in
+
+pytestmark = only_in(
+    "tensorflow",
+    "torch",
+    reason="docstring examples run in the TensorFlow and PyTorch passes (JAX compiles "
+    "every eager op; the layers' JAX numerics are the family and parity tests')",
+)
 
 MODULES = sorted(
     name

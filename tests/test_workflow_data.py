@@ -1,7 +1,8 @@
 """Data sources, tf.data pipelines, augmentation, recipes and run-folder pieces.
 
-In-process and fast; the same file runs under every KERAS_BACKEND (the
-pipelines are tf.data and must feed all three backends).
+In-process and fast. The pipelines are tf.data, the same whatever the
+backend: this file runs in the TensorFlow pass; the workflow tests train
+from these pipelines under all three backends.
 """
 
 import os
@@ -10,10 +11,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import only_in
 
 from keras_ba.applications import preprocess_input
 from keras_ba.training import augment, callbacks, data, recipes, run_folder, transforms
 from keras_ba.training.errors import WorkflowError
+
+pytestmark = only_in("tensorflow", reason="tf.data pipelines: the TensorFlow pass")
 
 # === Sources ===
 
