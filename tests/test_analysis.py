@@ -333,7 +333,9 @@ def test_explain_refuses_other_backends_with_instructions():
         explain(tiny_model(), _images(1))
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="the TensorFlow subprocess runs once, in the PyTorch pass")
+@pytest.mark.skipif(
+    BACKEND != "torch", reason="the TensorFlow subprocess runs once, in the PyTorch pass"
+)
 def test_explain_file_runs_tensorflow_in_a_subprocess(tmp_path):
     from keras_ba.analysis import explain_file
 

@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 
 import pytest
+from conftest import only_in
 
 import keras_ba
-from conftest import only_in
 
 pytestmark = only_in(
     "tensorflow",

@@ -10,8 +10,8 @@ import json
 import keras
 import numpy as np
 import pytest
-
 from conftest import BACKEND, run_python
+
 from keras_ba.applications import BAEfficientNetBackbone, BAResNet
 from keras_ba.saving import keras_ba_modules, load_model
 
@@ -57,15 +57,22 @@ print(json.dumps([type(model).__name__, sorted(model.pyramid_outputs)]))
 """
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="one fresh process per spelling, in the TF pass")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="one fresh process per spelling, in the TF pass"
+)
 @pytest.mark.parametrize(
     "imports, load",
-    [("import keras_ba", "keras_ba.load_model"), ("import keras, keras_ba", "keras.saving.load_model")],
+    [
+        ("import keras_ba", "keras_ba.load_model"),
+        ("import keras, keras_ba", "keras.saving.load_model"),
+    ],
     ids=["keras_ba.load_model", "import-keras-first"],
 )
 def test_a_fresh_process_loads_a_backbone(tmp_path, imports, load):
     path, expected_levels = _tiny_backbone_file(tmp_path)
-    code = f"import sys; sys.argv = ['x', {str(path)!r}]\n" + FRESH.format(imports=imports, load=load)
+    code = f"import sys; sys.argv = ['x', {str(path)!r}]\n" + FRESH.format(
+        imports=imports, load=load
+    )
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     name, levels = json.loads(result.stdout.strip().splitlines()[-1])

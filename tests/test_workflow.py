@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, run_python
+from conftest import BACKEND, only_in, run_python
 from workflow_helpers import TINY_MODEL, cli, jax_cache_env
 
 from keras_ba.applications import preprocess_input
@@ -332,6 +332,11 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
 # === In-process training ===
 
 
+@only_in(
+    "tensorflow",
+    "torch",
+    reason="--overwrite and --seed are run-folder logic, the same on every backend: the TensorFlow and PyTorch passes",
+)
 def test_overwrite_trains_afresh_and_the_same_seed_gives_the_same_history(run, tmp_path):
     import shutil
 
@@ -351,6 +356,11 @@ def test_overwrite_trains_afresh_and_the_same_seed_gives_the_same_history(run, t
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-6, err_msg=key)
 
 
+@only_in(
+    "tensorflow",
+    "torch",
+    reason="the --precision flag: the TensorFlow and PyTorch passes (JAX mixed precision is test_resnet's contract)",
+)
 def test_mixed_precision_bfloat16_trains_and_saves(tmp_path):
     out = tmp_path / "bf16"
     command = ["train", *TINY_MODEL, *QUICK, "--epochs", "1", "--precision", "bfloat16"]
@@ -438,6 +448,11 @@ def test_bad_data_folder_fails_clearly(tmp_path, capsys, kind, message):
         assert not (out / "run.json").exists()
 
 
+@only_in(
+    "tensorflow",
+    "torch",
+    reason="TerminateOnNaN is Keras' callback, the same on every backend: the TensorFlow and PyTorch passes",
+)
 def test_nan_loss_stops_training_without_a_model(tmp_path, capsys):
     out = tmp_path / "out"
     command = ["train", *TINY_MODEL, *QUICK, "--epochs", "2", "--lr", "1e30"]

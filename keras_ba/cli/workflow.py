@@ -25,8 +25,8 @@ from keras_ba.training.options import (
     EXPORT_FORMATS,
     JIT_CHOICES,
     PRECISIONS,
-    STEMS,
     QUANTIZE_MODES,
+    STEMS,
     SUBSETS,
 )
 

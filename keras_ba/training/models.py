@@ -123,8 +123,7 @@ def attention_from_name(name):
     known = attention_names()
     if name not in known:
         raise WorkflowError(
-            f"`attention` must be one of {known + (NO_ATTENTION,)}. "
-            f"Received: `attention={name!r}`."
+            f"`attention` must be one of {known + (NO_ATTENTION,)}. Received: `attention={name!r}`."
         )
     return name
 
