@@ -1,14 +1,16 @@
 """Segment digits with a BA backbone: keras-cv DeepLabV3+, trained end to end.
 
-Trains DeepLabV3+ on a small BA-ResNet (or the SE / no-attention trunk, same
-seed) on the generated digits task (`keras_ba.cv.make_digit_canvases`: one
-class per digit plus background), tracks the validation mean IoU
+Trains DeepLabV3+ on a small BA-ResNet with Bridge Attention,
+squeeze-and-excitation and no attention (same seed, same data, same steps)
+on the generated digits task (`keras_ba.cv.make_digit_canvases`: one class
+per digit plus background), tracks the validation mean IoU
 (`keras.metrics.MeanIoU`) against the all-background baseline, and writes to
-`--output`: the curve (`miou_curve.png`), predicted masks
-(`predictions.png`), the numbers (`results.json`) and the model
-(`segmenter_<attention>.keras`).
+`--output`: the curves (`miou_curve.png`), predicted masks of the first
+attention's model (`predictions.png`), the numbers (`results.json`) and that
+model (`segmenter_<attention>.keras`).
 
-    KERAS_BACKEND=tensorflow python examples/segmentation.py --steps 300
+    KERAS_BACKEND=tensorflow python examples/segmentation.py
+    python examples/segmentation.py --attention bav1 --steps 100
 """
 
 import argparse
@@ -19,13 +21,14 @@ import time
 import keras
 import numpy as np
 
+import keras_ba
 from keras_ba import cv
 from keras_ba.applications import BAResNet, preprocess_input
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--attention", nargs="+", default=["bav1"])
+    parser.add_argument("--attention", nargs="+", default=["bav1", "se", "none"])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -52,7 +55,9 @@ def build(args, attention, num_classes):
         input_shape=(args.image_size, args.image_size, 3),
         name=f"ba_resnet_{attention}",
     )
-    model = cv.build_deeplab_v3_plus(trunk, num_classes, pyramid_filters=64, dilation_rates=(1, 2, 3))
+    model = cv.build_deeplab_v3_plus(
+        trunk, num_classes, pyramid_filters=64, dilation_rates=(1, 2, 3)
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -64,15 +69,28 @@ def build(args, attention, num_classes):
 def train_one(args, attention, train, val_images, val_masks, num_classes):
     model = build(args, attention, num_classes)
     ds = cv.segmentation_dataset(
-        train["images"], train["masks"], batch_size=args.batch_size, flip=True, shuffle=True, seed=args.seed
+        train["images"],
+        train["masks"],
+        batch_size=args.batch_size,
+        flip=True,
+        shuffle=True,
+        seed=args.seed,
     )
     curve = [(0, cv.evaluate_mean_iou(model, val_images, val_masks, num_classes))]
     start = time.time()
 
     class TrackIoU(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            curve.append(((epoch + 1) * args.eval_every, cv.evaluate_mean_iou(model, val_images, val_masks, num_classes)))
-            print(f"[{attention}] step {curve[-1][0]}: mean IoU {curve[-1][1]:.3f} ({time.time() - start:.0f} s)", flush=True)
+            curve.append(
+                (
+                    (epoch + 1) * args.eval_every,
+                    cv.evaluate_mean_iou(model, val_images, val_masks, num_classes),
+                )
+            )
+            print(
+                f"[{attention}] step {curve[-1][0]}: mean IoU {curve[-1][1]:.3f} ({time.time() - start:.0f} s)",
+                flush=True,
+            )
 
     model.fit(
         ds.repeat(),
@@ -106,10 +124,16 @@ def plot_masks(images, truth, predicted, num_classes, path, count=4):
     figure, axes = pyplot.subplots(3, count, figsize=(2.2 * count, 6.6))
     for index in range(count):
         for row, (picture, title) in enumerate(
-            ((images[index].astype("uint8"), "image"), (truth[index], "true"), (predicted[index], "predicted"))
+            (
+                (images[index].astype("uint8"), "image"),
+                (truth[index], "true"),
+                (predicted[index], "predicted"),
+            )
         ):
             axis = axes[row, index]
-            axis.imshow(picture, cmap=None if row == 0 else "tab20", vmin=0, vmax=max(num_classes - 1, 1))
+            axis.imshow(
+                picture, cmap=None if row == 0 else "tab20", vmin=0, vmax=max(num_classes - 1, 1)
+            )
             axis.set_title(title, fontsize=8)
             axis.axis("off")
     figure.tight_layout()
@@ -141,7 +165,9 @@ def main(argv=None):
 
     curves, models = {}, {}
     for attention in args.attention:
-        models[attention], curves[attention] = train_one(args, attention, train, val_images, val["masks"], num_classes)
+        models[attention], curves[attention] = train_one(
+            args, attention, train, val_images, val["masks"], num_classes
+        )
     results = {
         "backend": keras.backend.backend(),
         "steps": args.steps,
@@ -155,14 +181,22 @@ def main(argv=None):
     first = args.attention[0]
     model = models[first]
     scores = model.predict(val_images[:4], verbose=0)
-    plot_masks(val["images"], val["masks"], np.argmax(scores, -1), num_classes, os.path.join(args.output, "predictions.png"))
+    plot_masks(
+        val["images"],
+        val["masks"],
+        np.argmax(scores, -1),
+        num_classes,
+        os.path.join(args.output, "predictions.png"),
+    )
     path = os.path.join(args.output, f"segmenter_{first}.keras")
     model.save(path)
-    reloaded = keras.saving.load_model(path, safe_mode=True)
+    reloaded = keras_ba.load_model(path, safe_mode=True)  # what a fresh process would do
     same = np.array_equal(scores, reloaded.predict(val_images[:4], verbose=0))
     print(f"Reloaded {path}: identical predictions: {same}")
     for attention, curve in curves.items():
-        print(f"{attention:>5}: mean IoU {curve[0][1]:.3f} -> {curve[-1][1]:.3f} (baseline {baseline:.3f})")
+        print(
+            f"{attention:>5}: mean IoU {curve[0][1]:.3f} -> {curve[-1][1]:.3f} (baseline {baseline:.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, shapes_only
+from conftest import BACKEND, run_python, shapes_only
 
 keras_cv = pytest.importorskip("keras_cv")
 
@@ -93,7 +93,10 @@ def test_pyramid_levels_have_strides_and_channels(name):
     for k, level in enumerate(["P1", "P2", "P3", "P4", "P5"], start=1):
         shape = model.get_layer(backbone.pyramid_level_inputs[level]).output.shape
         assert tuple(shape) == (None, 96 // 2**k, 64 // 2**k, channels[k - 1]), level
-        assert backbone.pyramid_outputs[level] is model.get_layer(backbone.pyramid_level_inputs[level]).output
+        assert (
+            backbone.pyramid_outputs[level]
+            is model.get_layer(backbone.pyramid_level_inputs[level]).output
+        )
     assert backbone.output_shape == (None, 3, 2, channels[-1])
 
 
@@ -128,8 +131,12 @@ def test_backbone_shares_the_classifier_weights_and_loads_them_by_name(transferr
     assert all(id(w) in detector_weights for w in trunk.weights)
     checked = 0
     for layer in detector.backbone.layers:
-        for mine, theirs in zip(layer.weights, classifier.get_layer(layer.name).weights, strict=True):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
+        for mine, theirs in zip(
+            layer.weights, classifier.get_layer(layer.name).weights, strict=True
+        ):
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs)
+            )
             checked += 1
     assert checked == len(trunk.weights) > 0
 
@@ -178,27 +185,65 @@ def _check_round_trip(model, tmp_path):
         after = _decode(loaded, images)
         for key in ("boxes", "classes", "confidence", "num_detections"):
             np.testing.assert_array_equal(after[key], before[key])
+    return path, images, raw, before if decode else None
+
+
+FRESH_DETECTOR = """
+import sys, numpy as np, keras_ba
+model = keras_ba.load_model(sys.argv[1], safe_mode=True)  # imports keras_ba.cv for BABackbone
+images = np.load(sys.argv[2])
+raw = model(images, training=False)
+decoded = {k: np.asarray(v) for k, v in model.decode_predictions(raw, images).items()}
+raw = {f"raw_{k}": np.asarray(v) for k, v in raw.items()}
+np.savez(sys.argv[3], backbone=type(model.backbone).__name__, **raw, **decoded)
+"""
 
 
 def test_yolo_v8_keras_round_trip_gives_identical_boxes(transferred, tmp_path):
     """Raw outputs on every backend; decoded boxes where keras-cv's NMS runs
     (TensorFlow, JAX; under PyTorch it needs torchvision, see NO_TORCH_NMS)."""
     detector = transferred[2]
-    head = [w for w in detector.non_trainable_weights if not any(w is v for v in detector.backbone.weights)]
+    head = [
+        w
+        for w in detector.non_trainable_weights
+        if not any(w is v for v in detector.backbone.weights)
+    ]
     _randomize_weights(head, seed=1)  # the backbone's came random from the classifier
     _check_round_trip(detector, tmp_path)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="same keras-cv graph on every backend: the YOLOv8 test covers JAX and PyTorch")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="same keras-cv graph on every backend: the YOLOv8 test covers JAX and PyTorch",
+)
 def test_retinanet_keras_round_trip_gives_identical_boxes(tmp_path):
     model = cv.build_retinanet(
-        tiny_trunk(), 3, "rel_yxyx", anchor_sizes=(8, 16, 32, 64, 128), head_conv_layers=1, confidence_threshold=0.0
+        tiny_trunk(),
+        3,
+        "rel_yxyx",
+        anchor_sizes=(8, 16, 32, 64, 128),
+        head_conv_layers=1,
+        confidence_threshold=0.0,
     )
     _randomize(model)
-    _check_round_trip(model, tmp_path)
+    path, images, raw, decoded = _check_round_trip(model, tmp_path)
+    # a fresh process that only imports keras_ba: `keras_ba.load_model` finds keras_ba.cv
+    np.save(tmp_path / "images.npy", images)
+    argv = ["x", path, str(tmp_path / "images.npy"), str(tmp_path / "out.npz")]
+    result = run_python(f"import sys; sys.argv = {argv!r}\n" + FRESH_DETECTOR)
+    assert result.returncode == 0, result.stderr[-2000:]
+    fresh = np.load(tmp_path / "out.npz")
+    assert str(fresh["backbone"]) == "BABackbone"
+    for key, value in raw.items():
+        np.testing.assert_array_equal(fresh[f"raw_{key}"], value)
+    for key in ("boxes", "classes", "confidence", "num_detections"):
+        np.testing.assert_array_equal(fresh[key], decoded[key])
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="exports in-process under TensorFlow; the PyTorch pass covers the TensorFlow subprocess")
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="exports in-process under TensorFlow; the PyTorch pass covers the TensorFlow subprocess",
+)
 def test_export_serves_the_decoded_boxes(transferred, tmp_path):
     import tensorflow as tf
 
@@ -212,13 +257,22 @@ def test_export_serves_the_decoded_boxes(transferred, tmp_path):
     assert sorted(served) == ["boxes", "classes", "num_detections", "scores"]
     np.testing.assert_array_equal(served["num_detections"], expected["num_detections"])
     for index, count in enumerate(expected["num_detections"]):
-        np.testing.assert_allclose(served["boxes"][index, :count], expected["boxes"][index, :count], atol=1e-3)
-        np.testing.assert_allclose(served["scores"][index, :count], expected["confidence"][index, :count], atol=1e-5)
-        np.testing.assert_array_equal(served["classes"][index, :count], expected["classes"][index, :count])
+        np.testing.assert_allclose(
+            served["boxes"][index, :count], expected["boxes"][index, :count], atol=1e-3
+        )
+        np.testing.assert_allclose(
+            served["scores"][index, :count], expected["confidence"][index, :count], atol=1e-5
+        )
+        np.testing.assert_array_equal(
+            served["classes"][index, :count], expected["classes"][index, :count]
+        )
     assert os.listdir(tmp_path / "serving") == ["1"]  # no temporary left
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="exports from another backend through a TensorFlow subprocess: the PyTorch pass covers it")
+@pytest.mark.skipif(
+    BACKEND != "torch",
+    reason="exports from another backend through a TensorFlow subprocess: the PyTorch pass covers it",
+)
 def test_export_from_another_backend_runs_under_tensorflow(transferred, tmp_path):
     """Under PyTorch the detector cannot decode (NO_TORCH_NMS): the served
     detections are checked for what they must be."""
@@ -227,14 +281,21 @@ def test_export_from_another_backend_runs_under_tensorflow(transferred, tmp_path
     target = tmp_path / "serving" / "1"
     cv.export_detector(transferred[2], target)  # center_xywh boxes, threshold 0
     raw = cv.make_digit_canvases(2, SIZE, seed=4)["images"]
-    served = {k: v.numpy() for k, v in tf.saved_model.load(str(target)).signatures["serving_default"](images=tf.constant(raw)).items()}
+    served = {
+        k: v.numpy()
+        for k, v in tf.saved_model.load(str(target))
+        .signatures["serving_default"](images=tf.constant(raw))
+        .items()
+    }
     assert served["boxes"].shape == (2, 100, 4)
     for index, count in enumerate(served["num_detections"]):
         assert 0 < count <= 84  # one box per anchor point at most (8x8 + 4x4 + 2x2)
         boxes, scores = served["boxes"][index, :count], served["scores"][index, :count]
         assert np.all(np.isfinite(boxes)) and np.all(boxes[:, 2:] > 0)  # center_xywh: sizes > 0
         assert np.all((scores > 0) & (scores < 1)) and np.all(np.diff(scores) <= 0)  # sorted
-        assert np.all((served["classes"][index, :count] >= 0) & (served["classes"][index, :count] < 3))
+        assert np.all(
+            (served["classes"][index, :count] >= 0) & (served["classes"][index, :count] < 3)
+        )
         assert np.all(served["scores"][index, count:] == -1)  # padding
     assert os.listdir(tmp_path / "serving") == ["1"]
 
@@ -270,12 +331,16 @@ def test_training_raises_map50_clearly():
     )
     start = cv.evaluate_map(model, val_images, val_boxes)[cv.MAP50]
     ds = cv.detection_dataset(
-        train["images"], cv.to_bounding_boxes(train, fmt), fmt, batch_size=16, augment=True, shuffle=True
+        train["images"],
+        cv.to_bounding_boxes(train, fmt),
+        fmt,
+        batch_size=16,
+        augment=True,
+        shuffle=True,
     )
     model.fit(ds.repeat(), steps_per_epoch=STEPS, epochs=1, verbose=0)
     end = cv.evaluate_map(model, val_images, val_boxes)[cv.MAP50]
     assert end > start + 0.15 and end > 0.2, (start, end)
-
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason=TF_ONLY)
@@ -285,14 +350,17 @@ def test_segmentation_beats_the_all_background_baseline():
     keras.utils.set_random_seed(0)
     model = cv.build_deeplab_v3_plus(tiny_trunk(), 3, pyramid_filters=32, dilation_rates=(1, 2))
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    ds = cv.segmentation_dataset(train["images"], train["masks"], batch_size=16, flip=True, shuffle=True)
+    ds = cv.segmentation_dataset(
+        train["images"], train["masks"], batch_size=16, flip=True, shuffle=True
+    )
     model.fit(ds.repeat(), steps_per_epoch=60, epochs=1, verbose=0)
     baseline = cv.background_mean_iou(val["masks"], 3)
     score = cv.evaluate_mean_iou(model, preprocess_input(val["images"]), val["masks"], 3)
     # independent check of the metric: NumPy IoU per class from the argmax
     predicted = np.argmax(model.predict(preprocess_input(val["images"]), verbose=0), axis=-1)
     ious = [
-        np.sum((predicted == c) & (val["masks"] == c)) / np.sum((predicted == c) | (val["masks"] == c))
+        np.sum((predicted == c) & (val["masks"] == c))
+        / np.sum((predicted == c) | (val["masks"] == c))
         for c in range(3)
     ]
     np.testing.assert_allclose(score, np.mean(ious), rtol=1e-5)
@@ -314,7 +382,9 @@ def test_digit_canvases_are_deterministic_and_consistent():
         real = data["classes"][index] >= 0
         assert 1 <= real.sum() <= 3
         inside = np.zeros((SIZE, SIZE), bool)
-        for (x1, y1, x2, y2), label in zip(data["boxes"][index][real], data["classes"][index][real], strict=True):
+        for (x1, y1, x2, y2), label in zip(
+            data["boxes"][index][real], data["classes"][index][real], strict=True
+        ):
             assert 0 <= x1 < x2 <= SIZE and 0 <= y1 < y2 <= SIZE
             window = data["masks"][index, int(y1) : int(y2), int(x1) : int(x2)]
             assert np.isin(label + 1, window)  # the digit's ink is in its box
@@ -325,17 +395,29 @@ def test_digit_canvases_are_deterministic_and_consistent():
 def test_detection_dataset_delivers_boxes_in_the_chosen_format():
     data = cv.make_digit_canvases(4, SIZE, seed=2)
     x1, y1, x2, y2 = np.moveaxis(data["boxes"], -1, 0)
-    expected = np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)  # center_xywh by hand
+    expected = np.stack(
+        [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1
+    )  # center_xywh by hand
     expected[data["classes"] < 0] = -1
     boxes = cv.to_bounding_boxes(data, "center_xywh")
-    images, batch = next(iter(cv.detection_dataset(data["images"], boxes, "center_xywh", batch_size=4)))
+    images, batch = next(
+        iter(cv.detection_dataset(data["images"], boxes, "center_xywh", batch_size=4))
+    )
     np.testing.assert_allclose(batch["boxes"].numpy(), expected, atol=1e-4)
     np.testing.assert_allclose(images.numpy(), preprocess_input(data["images"]), atol=1e-4)
-    _, augmented = next(iter(cv.detection_dataset(data["images"], boxes, "center_xywh", batch_size=4, augment=True, flip=True)))
+    _, augmented = next(
+        iter(
+            cv.detection_dataset(
+                data["images"], boxes, "center_xywh", batch_size=4, augment=True, flip=True
+            )
+        )
+    )
     real = augmented["classes"].numpy() >= 0
     assert real.any()
     xyxy = keras.ops.convert_to_numpy(
-        keras_cv.bounding_box.convert_format(augmented["boxes"].numpy(), source="center_xywh", target="xyxy")
+        keras_cv.bounding_box.convert_format(
+            augmented["boxes"].numpy(), source="center_xywh", target="xyxy"
+        )
     )[real]
     assert np.all(xyxy[:, :2] >= -1e-3) and np.all(xyxy[:, 2:] <= SIZE + 1e-3)
 
@@ -348,7 +430,9 @@ def test_bad_backbones_are_clear_errors():
     with pytest.raises(ValueError, match="has no pyramid levels"):
         cv.BABackbone(plain)
     trunk = built(tiny_trunk)
-    with pytest.raises(ValueError, match=r"no pyramid level 'P6'; it has \['P1', 'P2', 'P3', 'P4', 'P5'\]"):
+    with pytest.raises(
+        ValueError, match=r"no pyramid level 'P6'; it has \['P1', 'P2', 'P3', 'P4', 'P5'\]"
+    ):
         cv.BABackbone(trunk, levels=["P5", "P6"])
     small = cv.BABackbone(trunk, levels=["P4", "P5"])
     with pytest.raises(ValueError, match="has no pyramid level 'P3'"):
@@ -359,7 +443,9 @@ def test_bad_backbones_are_clear_errors():
         cv.build_deeplab_v3_plus(small, 3)
     if BACKEND == "tensorflow":  # shapes only: channels_first convs do not run on TF's CPU
         with pytest.raises(ValueError, match="channels_first"):
-            cv.BABackbone(built(tiny_trunk, data_format="channels_first", input_shape=(3, SIZE, SIZE)))
+            cv.BABackbone(
+                built(tiny_trunk, data_format="channels_first", input_shape=(3, SIZE, SIZE))
+            )
 
 
 def test_bad_boxes_are_clear_errors():
@@ -367,7 +453,9 @@ def test_bad_boxes_are_clear_errors():
     boxes = cv.to_bounding_boxes(data, "xyxy")
     with pytest.raises(ValueError, match="invalid value for `bounding_box_format`"):
         cv.detection_dataset(data["images"], boxes, "xyzw")
-    with pytest.raises(ValueError, match=r"do not fit bounding_box_format='rel_xyxy'.*another format"):
+    with pytest.raises(
+        ValueError, match=r"do not fit bounding_box_format='rel_xyxy'.*another format"
+    ):
         cv.detection_dataset(data["images"], boxes, "rel_xyxy")  # pixels given as relative
     xywh = cv.to_bounding_boxes(data, "xywh")
     with pytest.raises(ValueError, match="do not fit bounding_box_format='xyxy'"):
@@ -375,7 +463,9 @@ def test_bad_boxes_are_clear_errors():
     with pytest.raises(ValueError, match="4 images but boxes for 3"):
         cv.detection_dataset(data["images"], {k: v[:3] for k, v in boxes.items()}, "xyxy")
     with pytest.raises(ValueError, match="Classes must have shape"):
-        cv.detection_dataset(data["images"], {"boxes": boxes["boxes"], "classes": boxes["classes"][:, :1]}, "xyxy")
+        cv.detection_dataset(
+            data["images"], {"boxes": boxes["boxes"], "classes": boxes["classes"][:, :1]}, "xyxy"
+        )
     with pytest.raises(ValueError, match="`masks` must have shape"):
         cv.segmentation_dataset(data["images"], data["masks"][:2])
     with pytest.raises(ValueError, match="`num_classes`"):
@@ -385,7 +475,10 @@ def test_bad_boxes_are_clear_errors():
 # === keras-hub ===
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="keras-hub's task graphs are the same on every backend: the PyTorch pass (the cheapest to build in) covers them")
+@pytest.mark.skipif(
+    BACKEND != "torch",
+    reason="keras-hub's task graphs are the same on every backend: the PyTorch pass (the cheapest to build in) covers them",
+)
 def test_keras_hub_task_models_take_the_backbone():
     """keras-hub reads `pyramid_outputs` (tensors). Symbolic shapes only here;
     fit and .keras round trips of these models are in the closing note."""
@@ -401,11 +494,17 @@ def test_keras_hub_task_models_take_the_backbone():
         ),
         num_classes=3,
     )
-    retina = keras_hub.models.RetinaNetBackbone(image_encoder=backbone, min_level=3, max_level=5, use_p5=False)
+    retina = keras_hub.models.RetinaNetBackbone(
+        image_encoder=backbone, min_level=3, max_level=5, use_p5=False
+    )
     classifier = keras_hub.models.ImageClassifier(backbone=backbone, num_classes=3)
     images = keras.KerasTensor((2, SIZE, SIZE, 3))
     assert tuple(segmenter(images).shape) == (2, SIZE, SIZE, 3)
-    assert {k: tuple(v.shape)[1:3] for k, v in retina(images).items()} == {"P3": (8, 8), "P4": (4, 4), "P5": (2, 2)}
+    assert {k: tuple(v.shape)[1:3] for k, v in retina(images).items()} == {
+        "P3": (8, 8),
+        "P4": (4, 4),
+        "P5": (2, 2),
+    }
     assert tuple(classifier(images).shape) == (2, 3)
 
 

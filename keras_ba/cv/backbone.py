@@ -188,7 +188,10 @@ class BABackbone(keras_cv.models.Backbone):
         names = {}
         for level, tensor in pyramid.items():
             layer = tensor._keras_history.operation
-            if not isinstance(layer, keras.layers.Layer) or backbone.get_layer(layer.name) is not layer:
+            if (
+                not isinstance(layer, keras.layers.Layer)
+                or backbone.get_layer(layer.name) is not layer
+            ):
                 raise ValueError(
                     f"Pyramid level {level} of {backbone.name!r} is not the output "
                     "of a named layer of the model; keras-cv needs layer names."
@@ -218,7 +221,9 @@ class BABackbone(keras_cv.models.Backbone):
 
         A plain dict: Keras' functional API takes it as model outputs.
         """
-        return {level: self.get_layer(name).output for level, name in self._pyramid_level_inputs.items()}
+        return {
+            level: self.get_layer(name).output for level, name in self._pyramid_level_inputs.items()
+        }
 
     def get_config(self):
         config = super().get_config()  # name, trainable

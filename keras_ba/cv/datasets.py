@@ -51,8 +51,10 @@ def _check_args(num_images, image_size, digits, max_objects, scale_range):
             f"of at least 32. Received: image_size={image_size!r}"
         )
     digits = tuple(digits)
-    if not digits or len(set(digits)) != len(digits) or not all(
-        isinstance(d, (int, np.integer)) and 0 <= d <= 9 for d in digits
+    if (
+        not digits
+        or len(set(digits)) != len(digits)
+        or not all(isinstance(d, (int, np.integer)) and 0 <= d <= 9 for d in digits)
     ):
         raise ValueError(
             "Received an invalid value for `digits`, expected distinct "
@@ -128,7 +130,12 @@ def make_digit_canvases(
             rows, cols = np.nonzero(ink > INK_BOX)
             for _ in range(20):  # a free place, else skip this digit
                 top, left = rng.integers(0, size - ink.shape[0] + 1, size=2)
-                box = (left + cols.min(), top + rows.min(), left + cols.max() + 1, top + rows.max() + 1)
+                box = (
+                    left + cols.min(),
+                    top + rows.min(),
+                    left + cols.max() + 1,
+                    top + rows.max() + 1,
+                )
                 if all(_disjoint(box, other) for other in taken):
                     break
             else:

@@ -112,8 +112,7 @@ def check_detection_data(images, bounding_boxes, bounding_box_format):
         )
     if len(images) != len(boxes):
         raise ValueError(
-            f"Images and boxes do not match: {len(images)} images but boxes "
-            f"for {len(boxes)}."
+            f"Images and boxes do not match: {len(images)} images but boxes for {len(boxes)}."
         )
     if not np.all(np.isfinite(boxes)) or not np.all(np.isfinite(classes)):
         raise ValueError("Boxes and classes must be finite numbers (pad with -1).")
@@ -244,10 +243,15 @@ def detection_dataset(
         ]
         if flip:
             layers.append(
-                keras_cv.layers.RandomFlip("horizontal", bounding_box_format=bounding_box_format, seed=seed)
+                keras_cv.layers.RandomFlip(
+                    "horizontal", bounding_box_format=bounding_box_format, seed=seed
+                )
             )
         for layer in layers:  # one map each: a Sequential fails in tf.data off TF
-            ds = ds.map(lambda batch, layer=layer: layer(batch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
+            ds = ds.map(
+                lambda batch, layer=layer: layer(batch, training=True),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
 
     def finish(batch):
         dense = keras_cv.bounding_box.to_dense(batch["bounding_boxes"], max_boxes=max_boxes)
@@ -510,7 +514,10 @@ def export_detector(model, target, image_size=None):
         if image_size is not None:
             command += ["--image-size", *(str(int(side)) for side in _pair(image_size))]
         result = subprocess.run(
-            command, env=dict(os.environ, KERAS_BACKEND="tensorflow"), capture_output=True, text=True
+            command,
+            env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             message = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
