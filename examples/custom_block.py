@@ -156,7 +156,9 @@ class MaxGate(layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1][-1 if self.data_format == "channels_last" else 1]
         width = max(1, channels // self.reduction)
-        self.squeeze = layers.Dense(width, activation=self.hidden_activation, dtype=self.dtype_policy)
+        self.squeeze = layers.Dense(
+            width, activation=self.hidden_activation, dtype=self.dtype_policy
+        )
         self.squeeze.build((None, sum(s[-1 if self.data_format == "channels_last" else 1]
                                       for s in input_shape)))  # fmt: skip
         self.excite = layers.Dense(channels, activation=self.gate_activation,
