@@ -126,8 +126,67 @@ def _group_env(count, index, port, timeout=30):
     }
 
 
-def _cli(args):
-    return [sys.executable, "-m", "keras_ba.cli", "train", *TINY, *args]
+def _cli(args, kill_in_epoch=None):
+    """`keras-ba train` (TINY model); `kill_in_epoch`: the process SIGKILLs itself
+    after the first step of that epoch (1-based), through `KILL_IN_EPOCH`."""
+    if kill_in_epoch is None:
+        return [sys.executable, "-m", "keras_ba.cli", "train", *TINY, *args]
+    prelude = KILL_IN_EPOCH.replace("EPOCH_TO_DIE_IN", str(int(kill_in_epoch)))
+    run = prelude + "from keras_ba.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return [sys.executable, "-c", run, "train", *TINY, *args]
+
+
+# Test-side fault injection (the library holds no test hooks): when the CLI
+# imports keras_ba.training.multiprocess, its `process_callbacks` is wrapped to
+# add a callback that SIGKILLs the process in the middle of an epoch, the way
+# a lost machine dies. Loaded lazily, so the CLI imports what it would anyway.
+KILL_IN_EPOCH = r"""
+import importlib.abc, importlib.machinery, os, signal, sys
+
+EPOCH = EPOCH_TO_DIE_IN
+TARGET = "keras_ba.training.multiprocess"
+
+
+def _wrap(module):
+    import keras
+
+    class KillInEpoch(keras.callbacks.Callback):
+        current = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.current = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.current == EPOCH:
+                print(f"\nKILL_IN_EPOCH={EPOCH}: killing this process.", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    original = module.process_callbacks
+
+    def process_callbacks(*args, **kwargs):
+        return [*original(*args, **kwargs), KillInEpoch()]
+
+    module.process_callbacks = process_callbacks
+
+
+class _WrapOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name != TARGET:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            _wrap(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _WrapOnImport())
+"""
 
 
 def _history(run):
@@ -256,8 +315,13 @@ def _kill_and_resume(backend, mode, tmp_path, relaunch):
     args += ["--no-plot"]
     envs = [_environment(backend, tmp_path, _group_env(2, i, port)) for i in range(2)]
     # Process 1 dies in epoch 3, after its training step, before its validation and backup.
-    envs[1][multiprocess.KILL_IN_EPOCH_ENV] = "3"
-    first = _finish([_start(_cli(args), env, tmp_path, f"first{i}") for i, env in enumerate(envs)])
+    commands = [_cli(args), _cli(args, kill_in_epoch=3)]
+    first = _finish(
+        [
+            _start(c, e, tmp_path, f"first{i}")
+            for i, (c, e) in enumerate(zip(commands, envs, strict=True))
+        ]
+    )
     survivor, killed = first
     assert killed.returncode == -signal.SIGKILL, _show(first)
     assert survivor.returncode == 1, _show(first)

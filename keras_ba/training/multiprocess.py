@@ -66,7 +66,6 @@ MULTI_PROCESS_MODES = ("data-parallel", "ddp")
 BACKEND_OF_MULTI_PROCESS_MODE = {"data-parallel": "jax", "ddp": "torch"}
 DEFAULT_TIMEOUT = 300.0
 AUGMENT_SEED_STRIDE = 1000  # process i augments with seed + 1000 * i
-KILL_IN_EPOCH_ENV = "KERAS_BA_KILL_IN_EPOCH"
 
 ENV = {
     "num_processes": "KERAS_BA_NUM_PROCESSES",
@@ -686,8 +685,7 @@ def process_callbacks(callbacks, group, backend=None):
     On processes > 0 the callbacks that write files (`writes_files`) are
     dropped; the rest (NaN stop, learning rate logging...) run everywhere,
     so every process takes the same decisions. On JAX, process 0's writers
-    run in `LocalWrites`. `KillInEpoch` is added when
-    `KERAS_BA_KILL_IN_EPOCH` is set.
+    run in `LocalWrites`.
 
     Example:
     >>> kept = process_callbacks([keras.callbacks.CSVLogger("h.csv"),
@@ -705,9 +703,6 @@ def process_callbacks(callbacks, group, backend=None):
             kept.append(LocalWrites(callback) if local else callback)
         elif not writes_files(callback):
             kept.append(callback)
-    kill_in = os.environ.get(KILL_IN_EPOCH_ENV)
-    if kill_in:
-        kept.append(KillInEpoch(int(kill_in)))
     return kept
 
 
@@ -780,34 +775,6 @@ def check_same_start(model, initial_epoch, group):
                 f"{row[1:]} vs {first}): the run folder must be on shared storage and the "
                 "same command must run on every process."
             )
-
-
-class KillInEpoch(keras.callbacks.Callback):
-    """Fault injection: SIGKILLs its own process in the middle of epoch `epoch`.
-
-    Enabled by `KERAS_BA_KILL_IN_EPOCH=N` (1-based) in one process's
-    environment: after the first step of epoch N, the process dies like a
-    machine that is lost, before the epoch finishes.
-
-    Example:
-    >>> KillInEpoch(2).epoch
-    2
-    """
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-        self._current = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current = epoch + 1
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._current == self.epoch:
-            import signal
-
-            print(f"\n{KILL_IN_EPOCH_ENV}={self.epoch}: killing this process.", flush=True)
-            os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 class Progress(keras.callbacks.Callback):
