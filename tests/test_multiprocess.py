@@ -70,9 +70,12 @@ def _environment(backend, tmp_path, extra=None):
             "WORLD_SIZE",
             "MASTER_ADDR",
             "MASTER_PORT",
-            "XLA_FLAGS",
         ):
             del env[name]
+    # One CPU device per process: no device count from the parent's XLA_FLAGS
+    # (its other flags, e.g. the test runner's optimisation level, are kept).
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = flags.strip()
     env.update(extra or {})
     return env
 
