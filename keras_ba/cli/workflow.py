@@ -199,6 +199,13 @@ def _add_train(subparsers):
         choices=tuple(JIT_CHOICES),
         help="XLA compilation of the train step (default: Keras' choice)",
     )
+    run.add_argument(
+        "--compilation-cache",
+        default="auto",
+        metavar="DIR|auto|off",
+        help="JAX: keep compiled programs in DIR so that the next run starts at once "
+        "(auto: $KERAS_BA_COMPILATION_CACHE or ~/.cache/keras_ba/jax; off: none)",
+    )
     run.add_argument("--no-plot", action="store_true", help="do not write history.png")
     run.add_argument(
         "--overwrite",
@@ -301,7 +308,9 @@ def _add_recipe_flags(parser):
 
 
 def _train(args):
-    from keras_ba.training import multiprocess, trainer
+    from keras_ba.training import compilation_cache, multiprocess, trainer
+
+    compilation_cache.enable_compilation_cache(args.compilation_cache)
     from keras_ba.training.data import DataSource
     from keras_ba.training.models import ModelSpec
 
