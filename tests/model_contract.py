@@ -267,8 +267,8 @@ print(json.dumps(report))
 """
 
 
-def check_loads_under_other_backends(model, input_data, tmp_path, fit=False):
-    """Saves `model` here and loads it under each other backend.
+def check_loads_under_other_backends(model, input_data, tmp_path, fit=False, targets=None):
+    """Saves `model` here and loads it under each other backend (or `targets`).
 
     Each load runs in a fresh process that only imports keras_ba; its
     outputs must equal this backend's, a backbone keeps its
@@ -283,7 +283,7 @@ def check_loads_under_other_backends(model, input_data, tmp_path, fit=False):
     np.save(inputs, input_data)
     np.save(expected, to_numpy(model(input_data, training=False)))
     reports = {}
-    for other in BACKENDS:
+    for other in targets or BACKENDS:
         if other == BACKEND:
             continue
         argv = ["load", path, inputs, expected, "fit" if fit else "no"]

@@ -320,13 +320,13 @@ def test_keras_file_loads_under_another_backend(tmp_path):
     if BACKEND != "jax":
         pytest.skip(
             "budget: BA-EfficientNet files are loaded across backends in the jax pass "
-            "(jax -> tensorflow, jax -> torch)"
+            "(jax -> tensorflow; the families share the backend pairs in a cycle)"
         )
     backbone = BAEfficientNetBackbone(
         0.25, 1.0, blocks_args=TINY_BLOCKS, attention="bav2", image_shape=(SIZE, SIZE, 3)
     )
     randomize_weights(backbone)
-    check_loads_under_other_backends(backbone, data()[0], tmp_path)
+    check_loads_under_other_backends(backbone, data()[0], tmp_path, targets=["tensorflow"])
 
 
 def test_keras_round_trip_and_weights_argument(tmp_path):

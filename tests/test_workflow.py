@@ -309,15 +309,16 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
     assert not [p for p in (serving / "ba_resnet18").iterdir() if p.name != "1"]
     assert os.stat(version).st_mode & 0o055 == 0o055 & ~_umask()  # not mkdtemp's 0700
 
-    shown = subprocess.run(
-        [str(BIN / "saved_model_cli"), "show", "--dir", str(version), "--all"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "signature_def['serving_default']" in shown.stdout
-    assert "images" in shown.stdout and "probabilities" in shown.stdout
+    if BACKEND == "tensorflow":  # TF Serving's view of the file; the same file in every pass
+        shown = subprocess.run(
+            [str(BIN / "saved_model_cli"), "show", "--dir", str(version), "--all"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        assert "signature_def['serving_default']" in shown.stdout
+        assert "images" in shown.stdout and "probabilities" in shown.stdout
 
     _, images, _ = _digit_pngs(str(tmp_path / "pngs"), 6)
     np.save(tmp_path / "images.npy", images)

@@ -13,7 +13,7 @@ rate schedule ran on across the resumes, `model.keras` loads, and no
 temporary file is left.
 
 The logic under test is backend-independent (Python file handling around
-`fit`; `test_workflow.py` kills inside the backup write on every backend),
+`fit`; `test_workflow.py` also kills inside the backup write, in the TF pass),
 so this runs in one pass: PyTorch, whose processes start fastest (no graph
 tracing, no XLA compile).
 """
