@@ -24,6 +24,7 @@ import numpy as np
 import keras_ba
 from keras_ba import cv
 from keras_ba.applications import BAResNet, preprocess_input
+from keras_ba.training.run_folder import atomic_path
 
 SCORE_FLOOR = 0.05  # detections kept for mAP (COCO practice)
 SCORE_SHOWN = 0.2  # the figure shows these (keras-cv YOLOv8's default threshold)
@@ -183,10 +184,9 @@ def _rectangle(patches, box, colour, style):
 def _save(figure, path):
     from matplotlib import pyplot
 
-    temporary = f"{path}.tmp.png"
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path) as temporary:  # no half-written figure on a kill
+        figure.savefig(temporary, dpi=100, format="png")
     pyplot.close(figure)
-    os.replace(temporary, path)
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ import numpy as np
 import keras_ba
 from keras_ba import cv
 from keras_ba.applications import BAResNet, preprocess_input
+from keras_ba.training.run_folder import atomic_path
 
 
 def parse_args(argv=None):
@@ -143,10 +144,9 @@ def plot_masks(images, truth, predicted, num_classes, path, count=4):
 def _save(figure, path):
     from matplotlib import pyplot
 
-    temporary = f"{path}.tmp.png"
-    figure.savefig(temporary, dpi=100)
+    with atomic_path(path) as temporary:  # no half-written figure on a kill
+        figure.savefig(temporary, dpi=100, format="png")
     pyplot.close(figure)
-    os.replace(temporary, path)
 
 
 def main(argv=None):
