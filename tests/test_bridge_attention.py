@@ -408,3 +408,65 @@ def test_apply_attention_is_one_rule():
     # Without a fallback, one feature gets the attention itself.
     y = apply_attention(one, "se", "d", reduction=8)
     assert isinstance(y._keras_history.operation, SqueezeExcite)
+
+
+# === Fused paths against the unfused computation ===
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("norms_trainable", [True, False])
+def test_fused_v1_integration_equals_one_batch_norm_per_branch(training, norms_trainable):
+    """v1's one BatchNorm over the concatenated branches (the default path)
+    equals a BatchNormalization layer call per branch, moving statistics
+    included, to 1e-6."""
+    shapes = [(6, 6, 8), (3, 3, 16), (3, 3, 32)]
+    features = random_inputs(shapes, batch=5, seed=11)
+    fused, unfused = (BridgeAttention(version="v1", reduction=4) for _ in range(2))
+    for layer in (fused, unfused):
+        layer.build([(None,) + s for s in shapes])
+        randomize(layer, seed=4)
+        for norm in layer.squeeze_norms:
+            norm.trainable = norms_trainable
+    unfused._fusable_norms = lambda: False
+    assert fused._fusable_norms()
+    out_fused, w_fused = fused(features, training=training, return_attention_scores=True)
+    out_plain, w_plain = unfused(features, training=training, return_attention_scores=True)
+    np.testing.assert_allclose(to_numpy(w_fused), to_numpy(w_plain), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out_fused), to_numpy(out_plain), rtol=1e-6, atol=1e-6)
+    for a, b in zip(fused.non_trainable_weights, unfused.non_trainable_weights, strict=True):
+        assert a.path.split("/")[-2:] == b.path.split("/")[-2:]
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-6, atol=1e-6)
+
+
+def test_fused_v1_falls_back_when_branch_norms_differ():
+    layer = BridgeAttention(version="v1", reduction=4)
+    layer.build([(None, 4, 4, 8), (None, 4, 4, 16)])
+    assert layer._fusable_norms()
+    layer.squeeze_norms[0].trainable = False
+    assert not layer._fusable_norms()
+
+
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_projection_without_layer_call_equals_dense_call(use_bias):
+    from keras_ba.layers._channel_attention import project
+
+    dense = keras.layers.Dense(6, use_bias=use_bias, bias_initializer="random_normal")
+    dense.build((None, 10))
+    x = random_inputs([(10,)], batch=4, seed=1)[0]
+    np.testing.assert_allclose(
+        to_numpy(project(dense, x)), to_numpy(dense(x)), rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_sum_pooling_equals_mean(data_format):
+    from keras_ba.layers import _utils
+
+    x = random_inputs([(7, 5, 12)], batch=3, seed=2)[0]
+    axes = _utils.spatial_axes(4, data_format)
+    np.testing.assert_allclose(
+        to_numpy(_utils.global_average(x, data_format)),
+        x.astype("float64").mean(axis=axes),
+        rtol=1e-6,
+        atol=1e-6,
+    )

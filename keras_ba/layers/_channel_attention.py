@@ -7,10 +7,37 @@ squeeze and implement `call`.
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from keras_ba import _validation
 from keras_ba.layers import _utils
+
+
+def project(dense, x):
+    """`dense(x)` computed from its weights, without a nested layer call.
+
+    The sublayers keep their weights (names, shapes, checkpoints) and are
+    only read here: under PyTorch's eager execution a nested Keras layer
+    call costs several times its matmul. Quantized or LoRA-enabled layers
+    are called as they are.
+
+    Example:
+    >>> import numpy as np
+    >>> dense = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones")
+    >>> dense.build((None, 3))
+    >>> np.asarray(project(dense, np.ones((1, 3), "float32"))).tolist()
+    [[3.0, 3.0]]
+    """
+    if (
+        getattr(dense, "quantization_mode", None) is not None
+        or getattr(dense, "lora_enabled", False)
+        or dense.activation not in (None, keras.activations.linear)
+    ):
+        return dense(x)
+    y = ops.matmul(x, dense.kernel)
+    if dense.use_bias:
+        y = ops.add(y, dense.bias)
+    return y
 
 
 class ChannelAttentionBase(layers.Layer):
@@ -78,7 +105,7 @@ class ChannelAttentionBase(layers.Layer):
 
     def _excite(self, squeezed, feature, return_attention_scores):
         """`feature * gate(W_g hidden(squeezed))`, with the weights if asked."""
-        weights = self._gate(self.excitation(self._hidden(squeezed)))
+        weights = self._gate(project(self.excitation, self._hidden(squeezed)))
         output = feature * _utils.broadcast_channel_weights(weights, feature, self.data_format)
         if return_attention_scores:
             return output, weights

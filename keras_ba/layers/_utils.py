@@ -42,8 +42,30 @@ def check_batch_sizes(shapes, layer_name):
 
 
 def global_average(feature, data_format):
-    """Averages a feature map over its spatial axes: (batch, channels)."""
-    return ops.mean(feature, axis=spatial_axes(len(feature.shape), data_format))
+    """Averages a feature map over its spatial axes: (batch, channels).
+
+    In float32/float64 with known spatial sizes it is `sum(x) * (1 / count)`:
+    the division then happens on the pooled vector, so the gradient is a
+    broadcast of the scaled pooled gradient instead of a full-size division
+    (one pass less over the feature map in eager PyTorch and in TensorFlow
+    graphs; XLA fuses either form). Lower precisions keep `ops.mean`, which
+    accumulates in float32 (a float16 sum could overflow).
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(16, dtype="float32").reshape(1, 2, 2, 4)
+    >>> np.asarray(global_average(x, "channels_last")).tolist()
+    [[6.0, 7.0, 8.0, 9.0]]
+    """
+    axes = spatial_axes(len(feature.shape), data_format)
+    sizes = [feature.shape[axis] for axis in axes]
+    dtype = keras.backend.standardize_dtype(feature.dtype)
+    if dtype not in ("float32", "float64") or any(size is None for size in sizes):
+        return ops.mean(feature, axis=axes)
+    count = 1
+    for size in sizes:
+        count *= size
+    return ops.sum(feature, axis=axes) * (1.0 / count)
 
 
 def broadcast_channel_weights(weights, feature, data_format):

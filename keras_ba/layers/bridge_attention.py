@@ -5,7 +5,7 @@ from keras import layers, ops
 
 from keras_ba import _validation
 from keras_ba.layers import _utils
-from keras_ba.layers._channel_attention import ChannelAttentionBase
+from keras_ba.layers._channel_attention import ChannelAttentionBase, project
 
 VERSIONS = ("v1", "v2")
 
@@ -155,23 +155,93 @@ class BridgeAttention(ChannelAttentionBase):
 
     def call(self, inputs, training=None, return_attention_scores=False):
         features = self._call_features(inputs)
-        squeezed = [
-            dense(_utils.global_average(feature, self.data_format))
-            for dense, feature in zip(self.squeeze_layers, features, strict=True)
-        ]
+        pooled = [_utils.global_average(feature, self.data_format) for feature in features]
         if self.version == "v1":
-            normed = [
-                norm(vector, training=training)
-                for norm, vector in zip(self.squeeze_norms, squeezed, strict=True)
-            ]
-            integrated = normed[0]
-            for vector in normed[1:]:
-                integrated = integrated + vector
+            if self._fusable_norms():
+                integrated = self._integrate_v1_fused(pooled, training)
+            else:
+                integrated = self._integrate_v1(pooled, training)
         else:
-            stacked = ops.stack(squeezed, axis=-1)
-            integrated = ops.squeeze(self.selection(stacked), axis=-1)
-            integrated = self.norm(integrated, training=training)
+            integrated = self._integrate_v2(pooled, training)
         return self._excite(integrated, features[-1], return_attention_scores)
+
+    def _integrate_v1(self, pooled, training):
+        """`sum_i BN_i(W_i p_i)`, one BatchNormalization call per branch."""
+        integrated = None
+        for dense, norm, vector in zip(self.squeeze_layers, self.squeeze_norms, pooled, strict=True):
+            normed = norm(project(dense, vector), training=training)
+            integrated = normed if integrated is None else integrated + normed
+        return integrated
+
+    def _fusable_norms(self):
+        """Whether the branch BatchNorms can run as one over their concatenation."""
+        norms = self.squeeze_norms
+        return all(
+            type(norm) is layers.BatchNormalization
+            and not getattr(norm, "renorm", False)
+            and not norm.synchronized
+            and norm.trainable == norms[0].trainable
+            and norm.epsilon == norms[0].epsilon
+            and norm.center
+            and norm.scale
+            and norm.axis in (-1, 1)
+            for norm in norms
+        )
+
+    def _integrate_v1_fused(self, pooled, training):
+        """`_integrate_v1` as one BatchNorm over the concatenated branches.
+
+        BatchNorm normalises every channel on its own, so the branches'
+        projections are concatenated, normalised once with the branches'
+        concatenated parameters and statistics (Keras' BatchNormalization
+        arithmetic: float32 at least, moments over the batch) and summed; each
+        branch's moving statistics get the update its own layer would make.
+        The weights stay in the branch layers.
+        """
+        norms = self.squeeze_norms
+        width = self.squeeze_layers[0].units
+        projected = ops.concatenate(
+            [project(dense, vector) for dense, vector in zip(self.squeeze_layers, pooled, strict=True)],
+            axis=-1,
+        )
+        dtype = keras.backend.result_type(projected.dtype, "float32")
+        projected = ops.cast(projected, dtype)
+
+        def gather(name):
+            return ops.concatenate([ops.cast(getattr(norm, name), dtype) for norm in norms], axis=0)
+
+        if training and norms[0].trainable:
+            mean, variance = ops.moments(projected, axes=[0])
+            for index, norm in enumerate(norms):
+                part = slice(index * width, (index + 1) * width)
+                for variable, batch_value in (
+                    (norm.moving_mean, mean[part]),
+                    (norm.moving_variance, variance[part]),
+                ):
+                    variable.assign(
+                        ops.cast(variable, dtype) * norm.momentum
+                        + batch_value * (1.0 - norm.momentum)
+                    )
+        else:
+            mean, variance = gather("moving_mean"), gather("moving_variance")
+        normed = ops.batch_normalization(
+            projected,
+            mean,
+            variance,
+            axis=-1,
+            offset=gather("beta"),
+            scale=gather("gamma"),
+            epsilon=norms[0].epsilon,
+        )
+        normed = ops.cast(normed, norms[0].compute_dtype)
+        return ops.sum(ops.reshape(normed, (-1, len(norms), width)), axis=1)
+
+    def _integrate_v2(self, pooled, training):
+        """`BN(sum_i a_i W_i p_i + b)`: the learned branch weighting."""
+        squeezed = [project(dense, vector) for dense, vector in zip(self.squeeze_layers, pooled, strict=True)]
+        stacked = ops.stack(squeezed, axis=-1)
+        integrated = ops.squeeze(project(self.selection, stacked), axis=-1)
+        return self.norm(integrated, training=training)
 
     def _call_features(self, inputs):
         if not isinstance(inputs, (list, tuple)):

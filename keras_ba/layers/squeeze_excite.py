@@ -3,7 +3,7 @@
 import keras
 
 from keras_ba.layers import _utils
-from keras_ba.layers._channel_attention import ChannelAttentionBase
+from keras_ba.layers._channel_attention import ChannelAttentionBase, project
 
 
 @keras.saving.register_keras_serializable(package="keras_ba")
@@ -82,7 +82,7 @@ class SqueezeExcite(ChannelAttentionBase):
     def call(self, inputs, return_attention_scores=False):
         feature = inputs[-1] if isinstance(inputs, (list, tuple)) else inputs
         pooled = _utils.global_average(feature, self.data_format)
-        return self._excite(self.squeeze(pooled), feature, return_attention_scores)
+        return self._excite(project(self.squeeze, pooled), feature, return_attention_scores)
 
     def compute_output_shape(self, input_shape):
         shape = self._last_shape(input_shape)
