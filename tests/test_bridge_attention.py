@@ -446,6 +446,42 @@ def test_fused_v1_falls_back_when_branch_norms_differ():
     assert not layer._fusable_norms()
 
 
+def test_fused_v1_keeps_instance_moments_overrides():
+    """Synchronised BatchNorm (`--distribute ddp`) replaces `_moments` on each
+    layer instance: the branches must then run through their own layers, so
+    every override is called and its statistics are the ones used."""
+    shapes = [(4, 4, 8), (2, 2, 16)]
+    features = random_inputs(shapes, batch=4, seed=3)
+    layer = BridgeAttention(version="v1", reduction=4)
+    layer.build([(None,) + s for s in shapes])
+    calls = []
+    for norm in layer.squeeze_norms:
+
+        def moments(inputs, mask, norm=norm):
+            calls.append(norm.name)
+            # A fixed mean and variance: the output then differs from any
+            # computation that uses the batch's own statistics.
+            return keras.ops.zeros_like(inputs[0]), keras.ops.ones_like(inputs[0])
+
+        norm.__dict__["_moments"] = moments
+    assert not layer._fusable_norms()
+    out = layer(features, training=True)
+    assert sorted(calls) == sorted(norm.name for norm in layer.squeeze_norms)
+    for norm in layer.squeeze_norms:
+        norm.__dict__.pop("_moments")
+    reference = BridgeAttention.from_config(layer.get_config())
+    reference.build([(None,) + s for s in shapes])
+    reference.set_weights(layer.get_weights())
+    # Each branch normalised with mean 0 and variance 1 is the inference path
+    # with those moving statistics.
+    for norm in reference.squeeze_norms:
+        norm.moving_mean.assign(np.zeros(norm.moving_mean.shape, "float32"))
+        norm.moving_variance.assign(np.ones(norm.moving_variance.shape, "float32"))
+    np.testing.assert_allclose(
+        to_numpy(out), to_numpy(reference(features, training=False)), rtol=1e-5, atol=1e-6
+    )
+
+
 @pytest.mark.parametrize("use_bias", [False, True])
 def test_projection_without_layer_call_equals_dense_call(use_bias):
     from keras_ba.layers._channel_attention import project

@@ -174,10 +174,17 @@ class BridgeAttention(ChannelAttentionBase):
         return integrated
 
     def _fusable_norms(self):
-        """Whether the branch BatchNorms can run as one over their concatenation."""
+        """Whether the branch BatchNorms can run as one over their concatenation.
+
+        Only plain, identically configured `BatchNormalization` layers fuse. A
+        norm whose `_moments` is replaced on the instance (the synchronised
+        BatchNorm of `keras-ba train --distribute ddp`) computes its own
+        statistics, so its branches keep one call each.
+        """
         norms = self.squeeze_norms
         return all(
             type(norm) is layers.BatchNormalization
+            and "_moments" not in vars(norm)
             and not getattr(norm, "renorm", False)
             and not norm.synchronized
             and norm.trainable == norms[0].trainable
