@@ -168,7 +168,9 @@ class BridgeAttention(ChannelAttentionBase):
     def _integrate_v1(self, pooled, training):
         """`sum_i BN_i(W_i p_i)`, one BatchNormalization call per branch."""
         integrated = None
-        for dense, norm, vector in zip(self.squeeze_layers, self.squeeze_norms, pooled, strict=True):
+        for dense, norm, vector in zip(
+            self.squeeze_layers, self.squeeze_norms, pooled, strict=True
+        ):
             normed = norm(project(dense, vector), training=training)
             integrated = normed if integrated is None else integrated + normed
         return integrated
@@ -208,7 +210,10 @@ class BridgeAttention(ChannelAttentionBase):
         norms = self.squeeze_norms
         width = self.squeeze_layers[0].units
         projected = ops.concatenate(
-            [project(dense, vector) for dense, vector in zip(self.squeeze_layers, pooled, strict=True)],
+            [
+                project(dense, vector)
+                for dense, vector in zip(self.squeeze_layers, pooled, strict=True)
+            ],
             axis=-1,
         )
         dtype = keras.backend.result_type(projected.dtype, "float32")
@@ -245,7 +250,10 @@ class BridgeAttention(ChannelAttentionBase):
 
     def _integrate_v2(self, pooled, training):
         """`BN(sum_i a_i W_i p_i + b)`: the learned branch weighting."""
-        squeezed = [project(dense, vector) for dense, vector in zip(self.squeeze_layers, pooled, strict=True)]
+        squeezed = [
+            project(dense, vector)
+            for dense, vector in zip(self.squeeze_layers, pooled, strict=True)
+        ]
         stacked = ops.stack(squeezed, axis=-1)
         integrated = ops.squeeze(project(self.selection, stacked), axis=-1)
         return self.norm(integrated, training=training)
