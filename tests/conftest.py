@@ -22,6 +22,32 @@ BACKEND = keras.backend.backend()
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+# Modules whose tests start processes, export or train, costliest first. The
+# runner (tests/run_all_backends.sh) hands whole modules to the workers in
+# collection order (`--dist loadfile --no-loadscope-reorder`): starting with
+# these leaves the many short modules to fill the gaps, instead of one long
+# module running alone at the end while the other workers wait.
+SCHEDULED_FIRST = (
+    "test_workflow.py",
+    "test_cv.py",
+    "test_export_formats.py",
+    "test_multiprocess.py",
+    "test_resnet.py",
+    "test_workflow_kill.py",
+    "test_workflow_distribute.py",
+    "test_efficientnet.py",
+    "test_analysis.py",
+    "test_convert.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Puts the modules of `SCHEDULED_FIRST` first, in that order (the rest
+    keep their order)."""
+    rank = {name: index for index, name in enumerate(SCHEDULED_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_reset():
     """Each test starts from a fixed seed, float32 and a fresh name scope.

@@ -185,6 +185,11 @@ def run_backbone_contract(
     assert backbone.output_shape == (None,) + tuple(expected_output_shape)
     expected_pyramid = {k: (None,) + tuple(v) for k, v in expected_pyramid_shapes.items()}
     assert _pyramid_shapes(backbone.pyramid_outputs) == expected_pyramid
+    # No layer opts out of XLA, so `jit_compile="auto"` is XLA wherever Keras
+    # allows it (Keras' TensorFlow trainer turns it off on CPU-only machines
+    # and under tf.distribute, whatever the model).
+    opted_out = [x.name for x in backbone._flatten_layers() if not x.supports_jit]
+    assert not opted_out, opted_out
 
     # One training step lowers the loss and moves every trainable weight.
     model = _classifier(backbone, classes=3)

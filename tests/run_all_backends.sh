@@ -19,10 +19,12 @@ summary=()
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=$backend ==="
   start=$SECONDS
-  # Two workers (pytest-xdist), each test module on one worker, so that a
-  # module's shared fixtures (a trained run, a converted model) are built once.
+  # Workers (pytest-xdist), each test module on one worker, so that a
+  # module's shared fixtures (a trained run, a converted model) are built once;
+  # the costliest modules first (tests/conftest.py: SCHEDULED_FIRST).
   KERAS_BACKEND=$backend "$root/.venv/bin/python" -m pytest "$root/tests" -q \
-    -p no:cacheprovider -n 2 --dist loadfile --durations=10 "$@"
+    -p no:cacheprovider -n "${KERAS_BA_TEST_WORKERS:-2}" --dist loadfile \
+    --no-loadscope-reorder --durations=10 "$@"
   code=$?
   summary+=("$backend: exit $code in $((SECONDS - start)) s")
   [ $code -ne 0 ] && status=1

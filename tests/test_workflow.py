@@ -118,6 +118,13 @@ def test_training_writes_the_run_folder(run):
     assert config.recipe["lr"] == 0.2 and config.model_spec["widths"] == [8, 16, 32, 64]
     model = keras.saving.load_model(paths.model, compile=False)
     assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 10)
+    # PyTorch trains in channels_first (--data-format auto); every saved model is
+    # channels_last, so that TensorFlow on CPU runs it.
+    expected = "channels_first" if BACKEND == "torch" else "channels_last"
+    assert config.data_format == expected
+    for saved in (paths.model, paths.checkpoint):
+        assert '"channels_first"' not in _model_config(saved)
+        assert "to_channels_first" not in _model_config(saved)
     # Readable by others (not the 0600 of a temporary file).
     assert os.stat(paths.model).st_mode & 0o044 == 0o044 & ~_umask()
     import importlib.util
@@ -125,6 +132,11 @@ def test_training_writes_the_run_folder(run):
     if importlib.util.find_spec("tensorboard"):
         assert os.listdir(os.path.join(paths.logs, "train"))
     assert "val_accuracy" in run["second"].stdout
+
+
+def _model_config(path):
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("config.json").decode()
 
 
 def _umask():

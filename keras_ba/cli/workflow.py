@@ -20,6 +20,7 @@ from keras_ba.training import recipes
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import (
     CACHE_MODES,
+    DATA_FORMATS,
     DIGITS,
     DISTRIBUTE_MODES,
     EXPORT_FORMATS,
@@ -200,6 +201,13 @@ def _add_train(subparsers):
         help="XLA compilation of the train step (default: Keras' choice)",
     )
     run.add_argument(
+        "--data-format",
+        default="auto",
+        choices=DATA_FORMATS,
+        help="layout the model computes in (auto: channels_first under PyTorch, where it "
+        "is faster, channels_last elsewhere); the saved models are channels_last",
+    )
+    run.add_argument(
         "--compilation-cache",
         default="auto",
         metavar="DIR|auto|off",
@@ -354,6 +362,7 @@ def _train(args):
         log=lambda message: print(flag_text(message, args.command_parser), flush=True),
         process_group=group,
         sync_batch_norm=args.sync_batch_norm,
+        data_format=args.data_format,
     )
     if result.already_finished:
         return 0

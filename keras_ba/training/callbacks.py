@@ -105,20 +105,25 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: the `.keras` file.
+        saved: `saved(model)` returns the model to write (default: the
+            model itself; the trainer passes its channels_last copy when it
+            trains in channels_first).
 
     Example:
     >>> AtomicCheckpoint("checkpoints/last.keras").filepath
     'checkpoints/last.keras'
     """
 
-    def __init__(self, filepath):
+    def __init__(self, filepath, saved=None):
         super().__init__()
         self.filepath = filepath
+        self.saved = saved
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             run_folder.makedirs_for(self.filepath)
-            run_folder.atomic_save(self.model, self.filepath)
+            model = self.saved(self.model) if self.saved else self.model
+            run_folder.atomic_save(model, self.filepath)
 
 
 class RunBackup(keras.callbacks.Callback):
@@ -157,7 +162,7 @@ class RunBackup(keras.callbacks.Callback):
             run_folder.save_training_state(self.model, self.folder, epoch + 1, self.keep)
 
 
-def make_callbacks(paths, tensorboard=None):
+def make_callbacks(paths, tensorboard=None, saved=None):
     """The callbacks of a training run, in order.
 
     `TerminateOnNaN`, the learning rate in the logs, `ResumableCSVLogger`,
@@ -169,6 +174,7 @@ def make_callbacks(paths, tensorboard=None):
         paths: the run's `RunPaths`.
         tensorboard: write TensorBoard logs; default: when the
             `tensorboard` package is installed.
+        saved: passed to `AtomicCheckpoint`.
 
     Returns:
         A list of `keras.callbacks.Callback`.
@@ -189,4 +195,4 @@ def make_callbacks(paths, tensorboard=None):
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(paths.logs, write_graph=False))
-    return callbacks + [AtomicCheckpoint(paths.checkpoint), RunBackup(paths.backup)]
+    return callbacks + [AtomicCheckpoint(paths.checkpoint, saved), RunBackup(paths.backup)]

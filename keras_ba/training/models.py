@@ -17,6 +17,7 @@ import dataclasses
 import re
 
 from keras_ba.applications import get_model_builder, resnet
+from keras_ba.training import layout
 from keras_ba.training.errors import WorkflowError
 from keras_ba.training.options import NO_ATTENTION, STEMS
 
@@ -138,6 +139,7 @@ def build_model(
     attention=None,
     reduction=None,
     weights=None,
+    data_format="channels_last",
 ):
     """Builds the classifier `name` for `image_size` x `image_size` RGB inputs.
 
@@ -155,6 +157,9 @@ def build_model(
         reduction: attention reduction ratio; None: 16, or half the
             narrowest stage width when that is smaller (tiny test models).
         weights: None, or a `.keras` / `.weights.h5` file to start from.
+        data_format: layout of the activations. `"channels_first"` keeps
+            the `(image_size, image_size, 3)` input and transposes it once,
+            in the layer `to_channels_first` (see `training.layout`).
 
     Returns:
         A functional `keras.Model` with input `images` and softmax output.
@@ -167,6 +172,14 @@ def build_model(
     'conv2_block1_se'
     """
     kwargs = {"classes": classes, "input_shape": (image_size, image_size, 3), "weights": weights}
+    if data_format == "channels_first":
+        _, kwargs["input_tensor"] = layout.channels_first_input(image_size)
+        kwargs.update(input_shape=(3, image_size, image_size), data_format=data_format)
+    elif data_format != "channels_last":
+        raise WorkflowError(
+            "`data_format` must be 'channels_last' or 'channels_first'. "
+            f"Received: `data_format={data_format!r}`."
+        )
     if attention is not None:
         kwargs["attention"] = attention_from_name(attention)
     if resnet_config(name) is not None:
@@ -226,12 +239,13 @@ class ModelSpec:
     reduction: int | None = None
     weights: str | None = None
 
-    def build(self, classes, image_size):
+    def build(self, classes, image_size, data_format="channels_last"):
         """`build_model(self.name, classes, image_size, ...)`."""
         return build_model(
             self.name,
             classes,
             image_size,
+            data_format=data_format,
             stem=self.stem,
             depths=self.depths,
             widths=self.widths,

@@ -17,6 +17,7 @@ JIT_CHOICES = {"auto": "auto", "on": True, "off": False}
 EXPORT_FORMATS = ("saved_model", "onnx", "litert")
 QUANTIZE_MODES = ("none", "dynamic", "int8")  # LiteRT export
 STEMS = ("auto", "cifar", "imagenet")
+DATA_FORMATS = ("auto", "channels_last", "channels_first")  # see training.layout
 NO_ATTENTION = "none"  # the command line's spelling of attention=None
 VERBOSITY = ("auto", 0, 1, 2)
 

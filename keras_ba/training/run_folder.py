@@ -160,6 +160,8 @@ class RunConfig:
         class_names: the data's class names.
         status: `"running"` or `"finished"`.
         keras_ba_version: the version that wrote the file.
+        data_format: the layout the model computed in (the saved models
+            are channels_last; a run may resume in another layout).
 
     Example:
     >>> a = RunConfig(model="m", recipe={"epochs": 3, "lr": 0.1})
@@ -183,6 +185,7 @@ class RunConfig:
     class_names: list | None = None
     status: str = RUNNING
     keras_ba_version: str = ""
+    data_format: str = "channels_last"
 
     # Derived (from model_spec and recipe), compared later, or informative.
     NOT_COMPARED = (
@@ -193,6 +196,7 @@ class RunConfig:
         "class_names",
         "steps",
         "keras_ba_version",
+        "data_format",
     )
 
     @property

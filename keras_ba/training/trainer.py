@@ -32,6 +32,7 @@ from keras_ba.training import (
     data,
     ddp_loop,
     distribute,
+    layout,
     models,
     multiprocess,
     recipes,
@@ -111,6 +112,7 @@ def train(
     log=print,
     process_group=None,
     sync_batch_norm=True,
+    data_format="auto",
 ):
     """Trains a BA model in the run folder `output`; resumes an unfinished run there.
 
@@ -151,6 +153,11 @@ def train(
             writes to `output`; the others read its backup to resume.
         sync_batch_norm: `'ddp'`: BatchNorm statistics over the global batch
             (False: per process, as plain DDP).
+        data_format: layout the model computes in: `"auto"` (channels_first
+            under PyTorch, where it is faster, channels_last elsewhere),
+            `"channels_last"` or `"channels_first"` (a GPU under
+            TensorFlow). The saved models are channels_last whatever it is
+            (`training.layout`); a run resumes in any layout.
 
     Returns:
         A `TrainResult`.
@@ -165,6 +172,10 @@ def train(
     """
     start = time.time()
     mode = _check_options(model_spec, distribute_mode, jit_compile)
+    try:
+        data_format = layout.resolve_data_format(data_format)
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
     group = process_group or multiprocess.resolve_process_group(mode)
     multiprocess.check_mode(mode, group, devices=devices)
     multiprocess.check_batch(recipe.batch_size, group)
@@ -180,6 +191,7 @@ def train(
     requested = _requested_config(
         model_spec, source, recipe, seed, precision, mode, steps_per_epoch
     )
+    requested = dataclasses.replace(requested, data_format=data_format)
     existing = _existing_run(paths, overwrite)
     if existing is not None:
         _check_same_run(existing, requested, paths, check_classes=False)
@@ -201,7 +213,9 @@ def train(
         )
         if existing is not None:
             _check_same_run(existing, requested, paths)
-        model = _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_compile)
+        build = _builder(model_spec, len(splits.class_names), recipe.image_size, precision, setup)
+        model = _compile(build(data_format), recipe, steps, setup, jit_compile)
+        saved = _saved_model(model, build, data_format)
         # The configuration is known to match: from here on the folder is written
         # (by process 0 only; the others wait, then read the same backup).
         if group.is_chief:
@@ -236,6 +250,7 @@ def train(
                 initial_epoch,
                 group,
                 sync_batch_norm,
+                saved,
             )
         multiprocess.barrier(group, "trained")  # process 0's last epoch is written
     finally:
@@ -245,6 +260,7 @@ def train(
         run_folder.read_history(paths.history_csv) if os.path.exists(paths.history_csv) else {}
     )
     _check_finite(history)
+    model = saved(model)
     if group.is_chief:
         _finish(model, paths, requested, plot, log)
         log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
@@ -356,19 +372,35 @@ def _clear_progress(paths):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _build_and_compile(model_spec, recipe, splits, steps, precision, setup, jit_compile):
-    num_classes = len(splits.class_names)
-    with dtype_policy(precision), setup.scope():
-        model = model_spec.build(num_classes, recipe.image_size)
+def _builder(model_spec, num_classes, image_size, precision, setup):
+    """`build(data_format)`: the run's model in that layout (in the run's
+    precision and distribution scope)."""
+
+    def build(data_format):
+        with dtype_policy(precision), setup.scope():
+            return model_spec.build(num_classes, image_size, data_format=data_format)
+
+    return build
+
+
+def _compile(model, recipe, steps, setup, jit_compile):
+    with setup.scope():
         model.compile(
             optimizer=recipes.make_optimizer(recipe, steps, model),
             loss=recipes.make_loss(recipe),
-            metrics=recipes.make_metrics(num_classes),
+            metrics=recipes.make_metrics(model.output_shape[-1]),
             jit_compile=JIT_CHOICES[jit_compile],
         )
         model.optimizer.build(model.trainable_variables)
     record_jit_request(model, JIT_CHOICES[jit_compile])
     return model
+
+
+def _saved_model(model, build, data_format):
+    """`saved(model)`: what the run writes for `model` (channels_last)."""
+    if data_format == "channels_last":
+        return lambda trained: trained
+    return lambda trained: layout.channels_last_copy(trained, build)
 
 
 def record_jit_request(model, jit_compile):
@@ -422,6 +454,7 @@ def _fit(
     initial_epoch,
     group,
     sync_batch_norm,
+    saved,
 ):
     tf = data.tf
     num_classes = len(splits.class_names)
@@ -448,7 +481,7 @@ def _fit(
         **shards,
     )
     progress = multiprocess.Progress()
-    run_callbacks = multiprocess.process_callbacks(callbacks.make_callbacks(paths), group)
+    run_callbacks = multiprocess.process_callbacks(callbacks.make_callbacks(paths, saved=saved), group)
     run_callbacks.append(progress)
     try:
         with multiprocess.peer_loss_guard(group, progress):
