@@ -481,7 +481,9 @@ def _fit(
         **shards,
     )
     progress = multiprocess.Progress()
-    run_callbacks = multiprocess.process_callbacks(callbacks.make_callbacks(paths, saved=saved), group)
+    run_callbacks = multiprocess.process_callbacks(
+        callbacks.make_callbacks(paths, saved=saved), group
+    )
     run_callbacks.append(progress)
     try:
         with multiprocess.peer_loss_guard(group, progress):
