@@ -276,3 +276,27 @@ def test_yardstick_docstring_examples():
 
     result = doctest.testmod(torch_reference, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+@TORCH_ONLY
+def test_torch_profile_smoke(capsys):
+    """The profile table: one row per model, per-group times that add up."""
+    from benchmarks import torch_profile
+
+    assert doctest.testmod(torch_profile).failed == 0
+    torch_profile.main(["--family", "resnet-tiny", "--size", "32", "--batch", "2", "--steps", "1"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert header[:3] == ["", "wall", "convolution"] and header[-2:] == [
+        "all operators",
+        "outside operators",
+    ]
+    rows = {line.split("|")[1].strip(): line for line in lines[1:]}
+    assert sorted(rows) == ["keras_ba channels_first", "keras_ba channels_last", "plain PyTorch"]
+    for line in rows.values():
+        numbers = [float(cell) for cell in line.strip("|").split("|")[1:]]
+        wall, groups, inside, outside = numbers[0], numbers[1:-2], numbers[-2], numbers[-1]
+        assert all(math.isfinite(x) and x >= 0 for x in [wall, *groups, inside])
+        assert groups[0] > 0  # the convolutions were seen
+        assert abs(sum(groups) - inside) <= len(groups)  # rounding of the cells
+        assert abs(wall - inside - outside) <= 1
