@@ -26,15 +26,21 @@ RUNS_CHANNELS_FIRST = pytest.mark.skipif(
 TINY = ModelSpec("ba_resnet18", depths=(1, 1, 1, 1), widths=(8, 16, 32, 64))
 
 
-def test_auto_is_channels_first_under_pytorch_only():
-    assert layout.resolve_data_format("auto", backend="torch") == "channels_first"
-    assert layout.resolve_data_format("auto", backend="jax") == "channels_last"
-    assert layout.resolve_data_format("auto", backend="tensorflow") == "channels_last"
-    assert layout.resolve_data_format("channels_first", "tensorflow", has_gpu=True) == (
-        "channels_first"
-    )
+def test_auto_is_channels_first_for_resnets_under_pytorch_only():
+    def auto(name, backend):
+        return layout.resolve_data_format("auto", name, backend=backend)
+
+    assert auto("ba_resnet18", "torch") == auto("ba_resnet50", "torch") == "channels_first"
+    assert auto("ba_efficientnet_b0", "torch") == "channels_last"
+    assert auto("ba_resnext50_32x4d", "torch") == "channels_last"  # not measured
+    assert auto("ba_mobilenet_v3_small", "torch") == "channels_last"
+    assert auto("ba_resnet18", "jax") == auto("ba_resnet18", "tensorflow") == "channels_last"
+    explicit = layout.resolve_data_format("channels_first", "ba_efficientnet_b0", "torch")
+    assert explicit == "channels_first"
+    on_gpu = layout.resolve_data_format("channels_first", "m", "tensorflow", has_gpu=True)
+    assert on_gpu == "channels_first"
     with pytest.raises(ValueError, match="needs a GPU under TensorFlow"):
-        layout.resolve_data_format("channels_first", backend="tensorflow", has_gpu=False)
+        layout.resolve_data_format("channels_first", "m", backend="tensorflow", has_gpu=False)
     with pytest.raises(ValueError, match="`data_format` must be one of"):
         layout.resolve_data_format("nchw")
 

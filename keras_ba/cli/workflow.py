@@ -204,8 +204,9 @@ def _add_train(subparsers):
         "--data-format",
         default="auto",
         choices=DATA_FORMATS,
-        help="layout the model computes in (auto: channels_first under PyTorch, where it "
-        "is faster, channels_last elsewhere); the saved models are channels_last",
+        help="layout the model computes in (auto: channels_first for BA-ResNets under "
+        "PyTorch, where it is faster, channels_last otherwise); the "
+        "saved models are channels_last",
     )
     run.add_argument(
         "--compilation-cache",

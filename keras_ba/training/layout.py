@@ -3,12 +3,14 @@
 Keras stores a convolution's kernel the same way in both layouts, so a model
 can train in one layout and be saved in the other with the same weights.
 Under PyTorch every channels_last convolution transposes its input to
-PyTorch's NCHW and back: a ResNet-50 train step at 224 px took 0.87x the time
-in channels_first on a 2-core CPU (`python -m benchmarks.speed
---torch-reference`, README "Speed"). `keras-ba train` therefore computes in
-channels_first under PyTorch, with the images transposed once at the model's
-input, and saves channels_last models, which every backend runs (TensorFlow
-has no channels_first convolution on CPU).
+PyTorch's NCHW and back. Measured at 224 px, batch 8, on a 2-core CPU
+(`python -m benchmarks.speed --torch-reference`, README "Speed"): a BAv1
+ResNet-50 train step took 0.93x the time in channels_first (inference
+0.83x), a BAv1 EfficientNet-B0 train step 1.08x. `keras-ba train --data-format auto` therefore computes
+BA-ResNets in channels_first under PyTorch, with the images
+transposed once at the model's input, and everything else in
+channels_last. The saved models are channels_last, which every backend
+runs (TensorFlow has no channels_first convolution on CPU).
 """
 
 import keras
@@ -16,15 +18,19 @@ import keras
 from keras_ba.training.options import DATA_FORMATS
 
 TRANSPOSE_NAME = "to_channels_first"
+# Model names whose training is faster in channels_first under PyTorch (measured).
+CHANNELS_FIRST_FAMILIES = ("ba_resnet",)
 
 
-def resolve_data_format(setting="auto", backend=None, has_gpu=None):
-    """The layout `setting` means on `backend` (default: Keras' backend).
+def resolve_data_format(setting="auto", model_name="", backend=None, has_gpu=None):
+    """The layout `setting` means for the model `model_name` on `backend`.
 
     Args:
-        setting: `"auto"` (channels_first under PyTorch, channels_last
-            elsewhere), `"channels_last"` or `"channels_first"`.
-        backend: a Keras backend name.
+        setting: `"auto"` (channels_first for the families of
+            `CHANNELS_FIRST_FAMILIES` under PyTorch, channels_last
+            otherwise), `"channels_last"` or `"channels_first"`.
+        model_name: the model's registered name, e.g. `"ba_resnet50"`.
+        backend: a Keras backend name (default: the current one).
         has_gpu: whether TensorFlow sees a GPU (asked when needed).
 
     Raises:
@@ -33,16 +39,19 @@ def resolve_data_format(setting="auto", backend=None, has_gpu=None):
             CPU).
 
     Example:
-    >>> resolve_data_format("auto", backend="torch")
+    >>> resolve_data_format("auto", "ba_resnet50", backend="torch")
     'channels_first'
-    >>> resolve_data_format("auto", backend="jax")
+    >>> resolve_data_format("auto", "ba_efficientnet_b0", backend="torch")
+    'channels_last'
+    >>> resolve_data_format("auto", "ba_resnet50", backend="jax")
     'channels_last'
     """
     if setting not in DATA_FORMATS:
         raise ValueError(f"`data_format` must be one of {DATA_FORMATS}. Received: {setting!r}.")
     backend = backend or keras.backend.backend()
     if setting == "auto":
-        return "channels_first" if backend == "torch" else "channels_last"
+        faster = backend == "torch" and model_name.startswith(CHANNELS_FIRST_FAMILIES)
+        return "channels_first" if faster else "channels_last"
     if setting == "channels_first" and backend == "tensorflow":
         if has_gpu is None:
             import tensorflow as tf

@@ -154,7 +154,8 @@ def train(
         sync_batch_norm: `'ddp'`: BatchNorm statistics over the global batch
             (False: per process, as plain DDP).
         data_format: layout the model computes in: `"auto"` (channels_first
-            under PyTorch, where it is faster, channels_last elsewhere),
+            for BA-ResNets under PyTorch, where it is
+            faster, channels_last otherwise; see `training.layout`),
             `"channels_last"` or `"channels_first"` (a GPU under
             TensorFlow). The saved models are channels_last whatever it is
             (`training.layout`); a run resumes in any layout.
@@ -173,7 +174,7 @@ def train(
     start = time.time()
     mode = _check_options(model_spec, distribute_mode, jit_compile)
     try:
-        data_format = layout.resolve_data_format(data_format)
+        data_format = layout.resolve_data_format(data_format, model_spec.name)
     except ValueError as error:
         raise WorkflowError(str(error)) from None
     group = process_group or multiprocess.resolve_process_group(mode)
