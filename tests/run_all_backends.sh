@@ -23,7 +23,7 @@ for backend in tensorflow jax torch; do
   # module's shared fixtures (a trained run, a converted model) are built once;
   # the costliest modules first (tests/conftest.py: SCHEDULED_FIRST).
   KERAS_BACKEND=$backend "$root/.venv/bin/python" -m pytest "$root/tests" -q \
-    -p no:cacheprovider -n "${KERAS_BA_TEST_WORKERS:-3}" --dist loadfile \
+    -p no:cacheprovider -n "${KERAS_BA_TEST_WORKERS:-2}" --dist loadfile \
     --no-loadscope-reorder --durations=10 "$@"
   code=$?
   summary+=("$backend: exit $code in $((SECONDS - start)) s")

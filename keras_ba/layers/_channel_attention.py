@@ -25,7 +25,7 @@ def project(dense, x):
     >>> import numpy as np
     >>> dense = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones")
     >>> dense.build((None, 3))
-    >>> np.asarray(project(dense, np.ones((1, 3), "float32"))).tolist()
+    >>> keras.ops.convert_to_numpy(project(dense, np.ones((1, 3), "float32"))).tolist()
     [[3.0, 3.0]]
     """
     if (

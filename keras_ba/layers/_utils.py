@@ -54,7 +54,7 @@ def global_average(feature, data_format):
     Example:
     >>> import numpy as np
     >>> x = np.arange(16, dtype="float32").reshape(1, 2, 2, 4)
-    >>> np.asarray(global_average(x, "channels_last")).tolist()
+    >>> keras.ops.convert_to_numpy(global_average(x, "channels_last")).tolist()
     [[6.0, 7.0, 8.0, 9.0]]
     """
     axes = spatial_axes(len(feature.shape), data_format)

@@ -216,7 +216,7 @@ def train(
             _check_same_run(existing, requested, paths)
         build = _builder(model_spec, len(splits.class_names), recipe.image_size, precision, setup)
         model = _compile(build(data_format), recipe, steps, setup, jit_compile)
-        saved = _saved_model(model, build, data_format)
+        saved = _saved_model(build, data_format, jit_compile)
         # The configuration is known to match: from here on the folder is written
         # (by process 0 only; the others wait, then read the same backup).
         if group.is_chief:
@@ -397,11 +397,18 @@ def _compile(model, recipe, steps, setup, jit_compile):
     return model
 
 
-def _saved_model(model, build, data_format):
-    """`saved(model)`: what the run writes for `model` (channels_last)."""
+def _saved_model(build, data_format, jit_compile):
+    """`saved(model)`: what the run writes for `model` (channels_last, with the
+    `jit_compile` request recorded as `_compile` records it)."""
     if data_format == "channels_last":
         return lambda trained: trained
-    return lambda trained: layout.channels_last_copy(trained, build)
+
+    def saved(trained):
+        copy = layout.channels_last_copy(trained, build)
+        record_jit_request(copy, JIT_CHOICES[jit_compile])
+        return copy
+
+    return saved
 
 
 def record_jit_request(model, jit_compile):
