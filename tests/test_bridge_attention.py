@@ -494,14 +494,16 @@ def test_projection_without_layer_call_equals_dense_call(use_bias):
     )
 
 
+@pytest.mark.parametrize("training", [True, None])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_sum_pooling_equals_mean(data_format):
+def test_sum_pooling_equals_mean(data_format, training):
+    """Training pools as a scaled sum, inference as `ops.mean`: both are the mean."""
     from keras_ba.layers import _utils
 
     x = random_inputs([(7, 5, 12)], batch=3, seed=2)[0]
     axes = _utils.spatial_axes(4, data_format)
     np.testing.assert_allclose(
-        to_numpy(_utils.global_average(x, data_format)),
+        to_numpy(_utils.global_average(x, data_format, training)),
         x.astype("float64").mean(axis=axes),
         rtol=1e-6,
         atol=1e-6,

@@ -13,13 +13,13 @@ from keras_ba import _validation
 from keras_ba.layers import _utils
 
 
-def project(dense, x):
-    """`dense(x)` computed from its weights, without a nested layer call.
+def project(dense, x, training=True):
+    """`dense(x)`, in training computed from its weights without a nested layer call.
 
     The sublayers keep their weights (names, shapes, checkpoints) and are
     only read here: under PyTorch's eager execution a nested Keras layer
-    call costs several times its matmul. Quantized or LoRA-enabled layers
-    are called as they are.
+    call costs several times its matmul. Inference (and so every exported
+    graph), quantized and LoRA-enabled layers call the layer as it is.
 
     Example:
     >>> import numpy as np
@@ -29,7 +29,8 @@ def project(dense, x):
     [[3.0, 3.0]]
     """
     if (
-        getattr(dense, "quantization_mode", None) is not None
+        not training
+        or getattr(dense, "quantization_mode", None) is not None
         or getattr(dense, "lora_enabled", False)
         or dense.activation not in (None, keras.activations.linear)
     ):
@@ -103,9 +104,9 @@ class ChannelAttentionBase(layers.Layer):
 
     # === Forward ===
 
-    def _excite(self, squeezed, feature, return_attention_scores):
+    def _excite(self, squeezed, feature, return_attention_scores, training=None):
         """`feature * gate(W_g hidden(squeezed))`, with the weights if asked."""
-        weights = self._gate(project(self.excitation, self._hidden(squeezed)))
+        weights = self._gate(project(self.excitation, self._hidden(squeezed), training))
         output = feature * _utils.broadcast_channel_weights(weights, feature, self.data_format)
         if return_attention_scores:
             return output, weights

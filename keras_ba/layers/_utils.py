@@ -41,15 +41,17 @@ def check_batch_sizes(shapes, layer_name):
         )
 
 
-def global_average(feature, data_format):
+def global_average(feature, data_format, training=None):
     """Averages a feature map over its spatial axes: (batch, channels).
 
-    In float32/float64 with known spatial sizes it is `sum(x) * (1 / count)`:
-    the division then happens on the pooled vector, so the gradient is a
-    broadcast of the scaled pooled gradient instead of a full-size division
-    (one pass less over the feature map in eager PyTorch and in TensorFlow
-    graphs; XLA fuses either form). Lower precisions keep `ops.mean`, which
-    accumulates in float32 (a float16 sum could overflow).
+    In training, in float32/float64 with known spatial sizes, it is
+    `sum(x) * (1 / count)`: the division then happens on the pooled vector,
+    so the gradient is a broadcast of the scaled pooled gradient instead of a
+    full-size division (one pass less over the feature map in eager PyTorch
+    and in TensorFlow graphs; XLA fuses either form). Inference, and so every
+    exported graph, keeps `ops.mean` (one MEAN op, which int8 converters
+    quantise better than a SUM and a MUL), as do lower precisions (`ops.mean`
+    accumulates in float32; a float16 sum could overflow).
 
     Example:
     >>> import numpy as np
@@ -60,7 +62,7 @@ def global_average(feature, data_format):
     axes = spatial_axes(len(feature.shape), data_format)
     sizes = [feature.shape[axis] for axis in axes]
     dtype = keras.backend.standardize_dtype(feature.dtype)
-    if dtype not in ("float32", "float64") or any(size is None for size in sizes):
+    if not training or dtype not in ("float32", "float64") or any(size is None for size in sizes):
         return ops.mean(feature, axis=axes)
     count = 1
     for size in sizes:

@@ -155,15 +155,20 @@ class BridgeAttention(ChannelAttentionBase):
 
     def call(self, inputs, training=None, return_attention_scores=False):
         features = self._call_features(inputs)
-        pooled = [_utils.global_average(feature, self.data_format) for feature in features]
+        pooled = [
+            _utils.global_average(feature, self.data_format, training) for feature in features
+        ]
         if self.version == "v1":
-            if self._fusable_norms():
+            # Fused in training only: inference (and every exported graph) keeps one
+            # BatchNorm per branch, so that an int8 converter gives each branch its
+            # own scale (one scale over the concatenation cost int8 LiteRT agreement).
+            if training and self._fusable_norms():
                 integrated = self._integrate_v1_fused(pooled, training)
             else:
                 integrated = self._integrate_v1(pooled, training)
         else:
             integrated = self._integrate_v2(pooled, training)
-        return self._excite(integrated, features[-1], return_attention_scores)
+        return self._excite(integrated, features[-1], return_attention_scores, training)
 
     def _integrate_v1(self, pooled, training):
         """`sum_i BN_i(W_i p_i)`, one BatchNormalization call per branch."""
@@ -171,7 +176,7 @@ class BridgeAttention(ChannelAttentionBase):
         for dense, norm, vector in zip(
             self.squeeze_layers, self.squeeze_norms, pooled, strict=True
         ):
-            normed = norm(project(dense, vector), training=training)
+            normed = norm(project(dense, vector, training), training=training)
             integrated = normed if integrated is None else integrated + normed
         return integrated
 
@@ -211,7 +216,7 @@ class BridgeAttention(ChannelAttentionBase):
         width = self.squeeze_layers[0].units
         projected = ops.concatenate(
             [
-                project(dense, vector)
+                project(dense, vector, training)
                 for dense, vector in zip(self.squeeze_layers, pooled, strict=True)
             ],
             axis=-1,
@@ -251,11 +256,11 @@ class BridgeAttention(ChannelAttentionBase):
     def _integrate_v2(self, pooled, training):
         """`BN(sum_i a_i W_i p_i + b)`: the learned branch weighting."""
         squeezed = [
-            project(dense, vector)
+            project(dense, vector, training)
             for dense, vector in zip(self.squeeze_layers, pooled, strict=True)
         ]
         stacked = ops.stack(squeezed, axis=-1)
-        integrated = ops.squeeze(project(self.selection, stacked), axis=-1)
+        integrated = ops.squeeze(project(self.selection, stacked, training), axis=-1)
         return self.norm(integrated, training=training)
 
     def _call_features(self, inputs):

@@ -79,10 +79,11 @@ class SqueezeExcite(ChannelAttentionBase):
         self.excitation = self._dense(channels, "excitation", use_bias=self.use_bias)
         self.excitation.build((None, width))
 
-    def call(self, inputs, return_attention_scores=False):
+    def call(self, inputs, training=None, return_attention_scores=False):
         feature = inputs[-1] if isinstance(inputs, (list, tuple)) else inputs
-        pooled = _utils.global_average(feature, self.data_format)
-        return self._excite(project(self.squeeze, pooled), feature, return_attention_scores)
+        pooled = _utils.global_average(feature, self.data_format, training)
+        squeezed = project(self.squeeze, pooled, training)
+        return self._excite(squeezed, feature, return_attention_scores, training)
 
     def compute_output_shape(self, input_shape):
         shape = self._last_shape(input_shape)
