@@ -205,8 +205,8 @@ def _add_train(subparsers):
         default="auto",
         choices=DATA_FORMATS,
         help="layout the model computes in (auto: channels_first for BA-ResNets under "
-        "PyTorch, where it is faster, channels_last otherwise); the "
-        "saved models are channels_last",
+        "PyTorch, where it is faster, channels_last otherwise); the saved models are "
+        "channels_last",
     )
     run.add_argument(
         "--compilation-cache",

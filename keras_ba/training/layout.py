@@ -6,11 +6,12 @@ Under PyTorch every channels_last convolution transposes its input to
 PyTorch's NCHW and back. Measured at 224 px, batch 8, on a 2-core CPU
 (`python -m benchmarks.speed --torch-reference`, README "Speed"): a BAv1
 ResNet-50 train step took 0.93x the time in channels_first (inference
-0.83x), a BAv1 EfficientNet-B0 train step 1.08x. `keras-ba train --data-format auto` therefore computes
-BA-ResNets in channels_first under PyTorch, with the images
-transposed once at the model's input, and everything else in
-channels_last. The saved models are channels_last, which every backend
-runs (TensorFlow has no channels_first convolution on CPU).
+0.83x), a BAv1 EfficientNet-B0 train step 1.08x. `keras-ba train
+--data-format auto` therefore computes BA-ResNets in channels_first under
+PyTorch, with the images transposed once at the model's input, and
+everything else in channels_last. The saved models are channels_last,
+which every backend runs (TensorFlow has no channels_first convolution on
+CPU).
 """
 
 import keras

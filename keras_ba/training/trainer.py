@@ -154,8 +154,8 @@ def train(
         sync_batch_norm: `'ddp'`: BatchNorm statistics over the global batch
             (False: per process, as plain DDP).
         data_format: layout the model computes in: `"auto"` (channels_first
-            for BA-ResNets under PyTorch, where it is
-            faster, channels_last otherwise; see `training.layout`),
+            for BA-ResNets under PyTorch, where it is faster, channels_last
+            otherwise; see `training.layout`),
             `"channels_last"` or `"channels_first"` (a GPU under
             TensorFlow). The saved models are channels_last whatever it is
             (`training.layout`); a run resumes in any layout.
