@@ -508,3 +508,28 @@ def test_sum_pooling_equals_mean(data_format, training):
         rtol=1e-6,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_inference_keeps_one_layer_call_per_branch(version):
+    """Exported graphs come from inference: there every branch projection and
+    (v1) every branch BatchNorm is its own layer call, as before the fused
+    training path (one BatchNorm over the concatenation cost int8 accuracy)."""
+    shapes = [(4, 4, 8), (2, 2, 16)]
+    features = random_inputs(shapes, batch=4, seed=5)
+    layer = BridgeAttention(version=version, reduction=4)
+    layer.build([(None,) + s for s in shapes])
+    calls = []
+    sublayers = list(layer.squeeze_layers) + list(getattr(layer, "squeeze_norms", []))
+    for sublayer in sublayers:
+
+        def call(*args, _original=sublayer.call, _name=sublayer.name, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        sublayer.call = call
+    layer(features, training=False)
+    assert sorted(calls) == sorted(x.name for x in sublayers)
+    calls.clear()
+    layer(features, training=True)  # the fused path reads the sublayers' weights
+    assert calls == []
