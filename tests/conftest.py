@@ -75,6 +75,16 @@ def only_in(*backends, reason):
     return pytest.mark.skipif(BACKEND not in backends, reason=reason)
 
 
+# Parameter counts and weight layouts of full-size models, built shapes only:
+# they are the shapes Keras' layers create in `build`, the same on every
+# backend (each pass checks its own forward shapes and numbers). They run in
+# the JAX pass, whose shapes-only builds are the cheapest (in all three passes
+# they took 108 s of test time, 29 s of it in the JAX pass).
+SHAPES_PASS = only_in(
+    "jax", reason="weight shapes are backend-independent: counted once, in the JAX pass"
+)
+
+
 def official_keys(name):
     """The authors' state-dict layout and parameter total for `name`."""
     with open(REFERENCE_DIR / "official_keys" / f"{name}.json") as file:

@@ -11,7 +11,14 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, official_keys, shapes_only, spec_attention_params, trainable_count
+from conftest import (
+    BACKEND,
+    SHAPES_PASS,
+    official_keys,
+    shapes_only,
+    spec_attention_params,
+    trainable_count,
+)
 from model_contract import (
     CUSTOM_NAME,
     PooledGate,
@@ -61,6 +68,7 @@ def data(batch=4, classes=3, seed=0):
 # === Parameter counts and the authors' layout ===
 
 
+@SHAPES_PASS
 def test_b0_bav1_count_matches_the_authors_exactly():
     # Within 0.5% is the requirement; the count is exact: same trunk, BA
     # widths expanded // 6 with a BatchNorm per branch (gamma, beta
@@ -73,12 +81,14 @@ def test_b0_bav1_count_matches_the_authors_exactly():
     assert count == official
 
 
+@SHAPES_PASS
 def test_b0_se_count_equals_keras_applications():
     ours = trainable_count(shapes_only(BAEfficientNetB0, attention="se"))
     reference = shapes_only(keras.applications.EfficientNetB0, weights=None)
     assert ours == trainable_count(reference) == KERAS_B0
 
 
+@SHAPES_PASS
 def test_b0_attention_variants_counts():
     # Derived independently of our builders. BAv2 from the authors' BAv1
     # layout: each BA block (n branches of width w) drops n - 1 of its n
@@ -157,6 +167,7 @@ def test_b0_conv_kernels_follow_the_authors_state_dict_order():
     assert ours == theirs
 
 
+@SHAPES_PASS
 @pytest.mark.large
 @pytest.mark.parametrize("index", range(1, 8))
 def test_large_variants_counts(index):

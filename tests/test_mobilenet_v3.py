@@ -7,7 +7,7 @@ initialize_variables=False)`); data runs through a tiny three-block stack.
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, shapes_only, spec_attention_params, trainable_count
+from conftest import BACKEND, SHAPES_PASS, shapes_only, spec_attention_params, trainable_count
 from model_contract import (
     check_loads_under_other_backends,
     check_pyramid_shapes,
@@ -58,6 +58,7 @@ def data(batch=4, classes=3, seed=0):
 # === Parameter counts ===
 
 
+@SHAPES_PASS
 @pytest.mark.parametrize("kind", ["Small", "Large"])
 def test_se_count_equals_keras_applications(kind):
     ours = trainable_count(
@@ -71,12 +72,14 @@ def test_se_count_equals_keras_applications(kind):
     assert ours == trainable_count(reference)
 
 
+@SHAPES_PASS
 @pytest.mark.parametrize("kind", ["Small", "Large"])
 def test_ba_count_equals_the_authors_code(kind):
     builder = getattr(mobilenet_v3, f"BAMobileNetV3{kind}")
     assert trainable_count(shapes_only(builder)) == AUTHORS_BA[kind.lower()]
 
 
+@SHAPES_PASS
 def test_small_counts_per_attention():
     # Each variant = the attention-free trunk + SPEC.md's parameters for
     # its attention layers; the "se" total is anchored to keras above.

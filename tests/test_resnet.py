@@ -7,7 +7,7 @@ that runs data uses tiny configurations.
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, official_keys, shapes_only, trainable_count
+from conftest import BACKEND, SHAPES_PASS, official_keys, shapes_only, trainable_count
 from model_contract import (
     CUSTOM_NAME,
     PooledGate,
@@ -56,6 +56,7 @@ OFFICIAL = [
 ]
 
 
+@SHAPES_PASS
 @pytest.mark.large
 @pytest.mark.parametrize("key,depth,attention", OFFICIAL, ids=[o[0] for o in OFFICIAL])
 def test_trainable_parameters_equal_official(key, depth, attention):
@@ -63,6 +64,7 @@ def test_trainable_parameters_equal_official(key, depth, attention):
     assert trainable_count(model) == official_keys(key)["total_params"]
 
 
+@SHAPES_PASS
 def test_paper_level_numbers_for_resnet50():
     # SPEC.md: BAv1 28,706,376; BAv2 28,702,664; SE 28,071,976.
     counts = {
@@ -72,6 +74,7 @@ def test_paper_level_numbers_for_resnet50():
     assert counts == {"bav1": 28_706_376, "bav2": 28_702_664, "se": 28_071_976}
 
 
+@SHAPES_PASS
 def test_plain_resnet50_matches_keras_applications():
     ours = shapes_only(applications.BAResNet50, attention=None)
     theirs = shapes_only(keras.applications.ResNet50, weights=None)

@@ -8,7 +8,7 @@ runs through a tiny grouped BAResNet from the same general builder.
 import keras
 import numpy as np
 import pytest
-from conftest import shapes_only, spec_attention_params, trainable_count
+from conftest import SHAPES_PASS, shapes_only, spec_attention_params, trainable_count
 from model_contract import run_backbone_contract
 
 from keras_ba.applications import (
@@ -52,6 +52,7 @@ def data(batch=4, classes=3, seed=0):
 # === Full-size models: counts and configuration ===
 
 
+@SHAPES_PASS
 def test_resnext50_counts():
     # Without attention this is torchvision's resnext50_32x4d exactly.
     # BAv1 paper Table 4 prints 28.85M for BA-ResNeXt-50; the authors'
@@ -67,6 +68,7 @@ def test_resnext50_counts():
     assert trainable_count(shapes_only(BAResNeXt50_32x4d)) + 43_520 == 28_850_504
 
 
+@SHAPES_PASS
 @pytest.mark.large
 def test_resnext101_counts():
     assert trainable_count(shapes_only(BAResNeXt101_32x8d, attention=None)) == TORCHVISION["101"]
