@@ -33,7 +33,7 @@ import json
 
 import keras
 import numpy as np
-from conftest import BACKEND, BACKENDS, run_python, shapes_only
+from conftest import BACKEND, BACKENDS, forward, run_python, shapes_only
 from keras import layers, ops
 
 from keras_ba.layers import BridgeAttention, attention_names, register_attention
@@ -226,8 +226,8 @@ def run_backbone_contract(
     assert as_json(loaded.get_config()) == as_json(backbone.get_config())
     assert _pyramid_shapes(loaded.pyramid_outputs) == expected_pyramid
     np.testing.assert_allclose(
-        to_numpy(loaded(input_data, training=False)),
-        to_numpy(backbone(input_data, training=False)),
+        forward(loaded, input_data),
+        forward(backbone, input_data),
         rtol=1e-6,
         atol=1e-6,
     )
@@ -236,8 +236,8 @@ def run_backbone_contract(
     loaded_model = keras.saving.load_model(model_path, safe_mode=True)
     assert as_json(loaded_model.get_config()) == as_json(model.get_config())
     np.testing.assert_allclose(
-        to_numpy(loaded_model(input_data, training=False)),
-        to_numpy(model(input_data, training=False)),
+        forward(loaded_model, input_data),
+        forward(model, input_data),
         rtol=1e-6,
         atol=1e-6,
     )
@@ -286,7 +286,7 @@ def check_loads_under_other_backends(model, input_data, tmp_path, fit=False, tar
     path, inputs, expected = (str(tmp_path / f) for f in ("m.keras", "x.npy", "y.npy"))
     model.save(path)
     np.save(inputs, input_data)
-    np.save(expected, to_numpy(model(input_data, training=False)))
+    np.save(expected, forward(model, input_data))
     reports = {}
     for other in targets or BACKENDS:
         if other == BACKEND:

@@ -13,7 +13,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, REFERENCE_DIR
+from conftest import BACKEND, REFERENCE_DIR, forward
 
 from keras_ba.applications import BAEfficientNet, BAResNet
 from keras_ba.convert import (
@@ -65,8 +65,8 @@ def images(data, split, data_format="channels_last"):
 
 
 def max_diff(model, data, split, data_format="channels_last"):
-    logits = model(images(data, split, data_format), training=split == "train")
-    return float(np.max(np.abs(keras.ops.convert_to_numpy(logits) - data[f"logits_{split}"])))
+    logits = forward(model, images(data, split, data_format), training=split == "train")
+    return float(np.max(np.abs(logits - data[f"logits_{split}"])))
 
 
 def snapshot(model):

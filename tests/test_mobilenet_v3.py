@@ -7,7 +7,14 @@ initialize_variables=False)`); data runs through a tiny three-block stack.
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, SHAPES_PASS, shapes_only, spec_attention_params, trainable_count
+from conftest import (
+    BACKEND,
+    SHAPES_PASS,
+    forward,
+    shapes_only,
+    spec_attention_params,
+    trainable_count,
+)
 from model_contract import (
     check_loads_under_other_backends,
     check_pyramid_shapes,
@@ -206,11 +213,11 @@ def test_keras_file_loads_under_another_backend(tmp_path):
 def test_keras_round_trip_and_weights_argument(tmp_path):
     model = tiny(attention="bav2")
     x, _ = data()
-    expected = to_numpy(model(x, training=False))
+    expected = forward(model, x)
     path = str(tmp_path / "ba_mobilenet_v3.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(to_numpy(loaded(x, training=False)), expected)
+    np.testing.assert_array_equal(forward(loaded, x), expected)
     weights_path = str(tmp_path / "ba_mobilenet_v3.weights.h5")
     model.save_weights(weights_path)
     again = tiny(attention="bav2", weights=weights_path)
