@@ -7,9 +7,10 @@ pass (the processes run that backend, whatever pytest runs under).
 
 Equivalence: the same tiny BA-ResNet on the same digits with the same
 global batch (8), one step per epoch for 5 epochs, trained by one process
-(`--distribute none`: Keras' `fit` on one device) and by two processes (4
-images each): the 5 per-step losses, the validation losses and the final
-weights must agree, and the two processes must hold the same weights.
+(`--distribute none`: Keras' `fit` on one device, in the test's own process
+while the pair runs) and by two processes (4 images each): the 5 per-step
+losses, the validation losses and the final weights must agree, and the two
+processes must hold the same weights.
 """
 
 import csv
@@ -219,34 +220,49 @@ def _show(processes):
 DRIVER = r"""
 import json, sys
 import numpy as np
-from keras_ba.training import multiprocess, trainer
-from keras_ba.training.data import DataSource
-from keras_ba.training.models import ModelSpec
-from keras_ba.training.recipes import get_recipe
+from keras_ba.training import multiprocess
+from test_multiprocess import train_tiny
 
 mode, output, dump = sys.argv[1:4]
-group = multiprocess.resolve_process_group(mode)
-result = trainer.train(
-    ModelSpec("ba_resnet18", depths=(1, 1, 1, 1), widths=(8, 16, 32, 64)),
-    DataSource("digits", limit=16),
-    get_recipe("small", image_size=16, batch_size=8, epochs=5, lr=0.4, crop="center", flip=False),
-    output, distribute_mode=mode, steps_per_epoch=1, verbose=2, process_group=group,
-)
-assert not result.already_finished
-np.savez(dump, *result.model.get_weights())
+history, weights = train_tiny(mode, output, multiprocess.resolve_process_group(mode))
+np.savez(dump, *weights)
 with open(dump + ".json", "w") as file:
-    json.dump(result.history, file)
+    json.dump(history, file)
 """
 
 
-def _equivalence(backend, mode, tmp_path):
-    port = _free_port()
-    single = _start(
-        [sys.executable, "-c", DRIVER, "none", str(tmp_path / "one"), str(tmp_path / "one.npz")],
-        _environment(backend, tmp_path),
-        tmp_path,
-        "one",
+def train_tiny(mode, output, group=None):
+    """The equivalence run: 5 epochs of one global batch of 8 digits.
+
+    Returns `(history, final weights)`. Imported by `DRIVER` in each
+    process of the group.
+    """
+    from keras_ba.training import trainer
+    from keras_ba.training.data import DataSource
+    from keras_ba.training.models import ModelSpec
+    from keras_ba.training.recipes import get_recipe
+
+    result = trainer.train(
+        ModelSpec("ba_resnet18", depths=(1, 1, 1, 1), widths=(8, 16, 32, 64)),
+        DataSource("digits", limit=16),
+        get_recipe(
+            "small", image_size=16, batch_size=8, epochs=5, lr=0.4, crop="center", flip=False
+        ),
+        output,
+        distribute_mode=mode,
+        steps_per_epoch=1,
+        verbose=2,
+        process_group=group,
     )
+    assert not result.already_finished
+    return result.history, [np.asarray(w) for w in result.model.get_weights()]
+
+
+def _equivalence(backend, mode, tmp_path):
+    """The two processes train in the background while this process trains
+    the single-device reference (one process fewer to start)."""
+    port = _free_port()
+    path = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
     pair = [
         _start(
             [
@@ -257,17 +273,23 @@ def _equivalence(backend, mode, tmp_path):
                 str(tmp_path / "two"),
                 str(tmp_path / f"p{i}.npz"),
             ],
-            _environment(backend, tmp_path, _group_env(2, i, port)),
+            _environment(backend, tmp_path, {**_group_env(2, i, port), **path}),
             tmp_path,
             f"p{i}",
         )
         for i in range(2)
     ]
-    processes = _finish([single, *pair])
-    assert all(p.returncode == 0 for p in processes), _show(processes)
-    histories = [json.load(open(tmp_path / f"{name}.npz.json")) for name in ("one", "p0", "p1")]
-    weights = [np.load(tmp_path / f"{name}.npz") for name in ("one", "p0", "p1")]
-    return histories, [[w[f"arr_{i}"] for i in range(len(w.files))] for w in weights]
+    try:
+        one = train_tiny("none", str(tmp_path / "one"))
+    finally:
+        _finish(pair)
+    assert all(p.returncode == 0 for p in pair), _show(pair)
+    histories = [one[0]] + [json.load(open(tmp_path / f"p{i}.npz.json")) for i in range(2)]
+    weights = [one[1]] + [
+        [w[f"arr_{k}"] for k in range(len(w.files))]
+        for w in (np.load(tmp_path / f"p{i}.npz") for i in range(2))
+    ]
+    return histories, weights
 
 
 def _check_equivalence(histories, weights, tmp_path):
