@@ -323,7 +323,7 @@ def check_pyramid_shapes(build, expected, sizes=(64, 96)):
         sizes: image sides to check.
 
     Symbolic shapes come from backbones built for each size (shapes only);
-    eager shapes from one fully convolutional backbone run at every size,
+    computed shapes from one fully convolutional backbone run at every size,
     in channels_first under PyTorch (TensorFlow on CPU has no channels_first
     convolution; JAX's is covered by the channels_first parity fixture).
     """
@@ -341,6 +341,6 @@ def check_pyramid_shapes(build, expected, sizes=(64, 96)):
         pyramid = build(_to_format((None, None, 3), data_format), data_format).pyramid_model()
         for size in sizes:
             images = np.zeros((1,) + _to_format((size, size, 3), data_format), "float32")
-            got = {k: tuple(v.shape) for k, v in pyramid(images, training=False).items()}
+            got = {k: tuple(v.shape) for k, v in forward(pyramid, images).items()}
             want = {k: (1,) + _to_format(v, data_format) for k, v in expected(size).items()}
             assert got == want, (data_format, size)

@@ -137,7 +137,7 @@ def test_stride_sits_on_the_3x3_conv():
 def test_output_shapes(include_top, pooling, expected):
     model = tiny_resnet(include_top=include_top, pooling=pooling)
     assert model.output_shape == expected
-    y = to_numpy(model(np.zeros((2, 16, 16, 3), "float32"), training=False))
+    y = forward(model, np.zeros((2, 16, 16, 3), "float32"))
     assert y.shape == (2,) + expected[1:]
 
 
@@ -165,7 +165,7 @@ def test_fully_convolutional_input_and_input_tensor():
     model = BAResNet(**TINY, classes=3)
     assert model.input_shape == (None, None, None, 3)
     assert model.input.name == "images" or model.inputs[0].name == "images"
-    y = to_numpy(model(np.zeros((1, 24, 40, 3), "float32"), training=False))
+    y = forward(model, np.zeros((1, 24, 40, 3), "float32"))
     assert y.shape == (1, 3)
     tensor = keras.Input((32, 32, 3))
     model = BAResNet(**TINY, classes=3, input_tensor=tensor)
@@ -344,7 +344,7 @@ def test_weights_argument_loads_keras_and_weights_h5(tmp_path):
     source = tiny_resnet(attention="bav2")
     randomize_weights(source)  # BatchNorm statistics too
     images, _ = digits_images()
-    expected = to_numpy(source(images[:4], training=False))
+    expected = forward(source, images[:4])
     source.save(tmp_path / "full.keras")
     source.save_weights(tmp_path / "full.weights.h5")
     for name in ("full.keras", "full.weights.h5"):
