@@ -24,7 +24,7 @@ import numpy as np
 import keras_ba
 from keras_ba import cv
 from keras_ba.applications import BAResNet, preprocess_input
-from keras_ba.training.run_folder import atomic_path
+from keras_ba.runs.folder import atomic_path
 
 SCORE_FLOOR = 0.05  # detections kept for mAP (COCO practice)
 SCORE_SHOWN = 0.2  # the figure shows these (keras-cv YOLOv8's default threshold)

@@ -24,7 +24,7 @@ import numpy as np
 import keras_ba
 from keras_ba import cv
 from keras_ba.applications import BAResNet, preprocess_input
-from keras_ba.training.run_folder import atomic_path
+from keras_ba.runs.folder import atomic_path
 
 
 def parse_args(argv=None):

@@ -25,7 +25,7 @@ from conftest import BACKEND
 
 from keras_ba.applications import BAEfficientNetB0, BAMobileNetV3Small, BAResNet18
 from keras_ba.cli import main
-from keras_ba.training import formats
+from keras_ba.export import formats
 
 MEAN = np.array([0.485, 0.456, 0.406], "float32")
 STD = np.array([0.229, 0.224, 0.225], "float32")
@@ -256,7 +256,7 @@ TRAIN_DIGITS = """
 import sys
 import keras
 import numpy as np
-from keras_ba.training import data
+from keras_ba.data import pipeline as data
 from keras_ba.training.models import build_model
 
 mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -290,7 +290,7 @@ def test_quantized_litert_agrees_with_the_trained_digits_model(tmp_path, capsys)
     accuracy = float(trained.stdout.split("ACCURACY")[-1])
     assert accuracy > 0.9, accuracy
 
-    from keras_ba.training import data
+    from keras_ba.data import pipeline as data
 
     splits = data.load_splits(data.DataSource("digits"), 16)
     images = np.stack([x for x, _ in splits.validation.take(200).as_numpy_iterator()])

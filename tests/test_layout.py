@@ -17,7 +17,7 @@ import pytest
 from conftest import BACKEND, forward
 
 from keras_ba.training import layout
-from keras_ba.training.errors import WorkflowError
+from keras_ba.errors import WorkflowError
 from keras_ba.training.models import ModelSpec, build_model
 
 RUNS_CHANNELS_FIRST = pytest.mark.skipif(

@@ -28,8 +28,8 @@ import pytest
 from conftest import BACKEND, REPO_ROOT
 
 from keras_ba.cli import main
-from keras_ba.training import multiprocess
-from keras_ba.training.multiprocess import ProcessGroup, resolve_process_group
+from keras_ba.training.distributed import launch as multiprocess
+from keras_ba.training.distributed.launch import ProcessGroup, resolve_process_group
 
 JAX_ONLY = pytest.mark.skipif(
     BACKEND != "jax", reason="JAX multi-process runs in the JAX pass (the torch pass runs DDP)"
@@ -141,14 +141,14 @@ def _cli(args, kill_in_epoch=None):
 
 
 # Test-side fault injection (the library holds no test hooks): when the CLI
-# imports keras_ba.training.multiprocess, its `process_callbacks` is wrapped to
+# imports keras_ba.training.distributed.launch, its `process_callbacks` is wrapped to
 # add a callback that SIGKILLs the process in the middle of an epoch, the way
 # a lost machine dies. Loaded lazily, so the CLI imports what it would anyway.
 KILL_IN_EPOCH = r"""
 import importlib.abc, importlib.machinery, os, signal, sys
 
 EPOCH = EPOCH_TO_DIE_IN
-TARGET = "keras_ba.training.multiprocess"
+TARGET = "keras_ba.training.distributed.launch"
 
 
 def _wrap(module):
@@ -220,7 +220,7 @@ def _show(processes):
 DRIVER = r"""
 import json, sys
 import numpy as np
-from keras_ba.training import multiprocess
+from keras_ba.training.distributed import launch as multiprocess
 from test_multiprocess import train_tiny
 
 mode, output, dump = sys.argv[1:4]
@@ -238,7 +238,7 @@ def train_tiny(mode, output, group=None):
     process of the group.
     """
     from keras_ba.training import trainer
-    from keras_ba.training.data import DataSource
+    from keras_ba.data.pipeline import DataSource
     from keras_ba.training.models import ModelSpec
     from keras_ba.training.recipes import get_recipe
 
@@ -533,7 +533,7 @@ def test_incomplete_or_bad_values_fail_clearly(kwargs, message):
 
 def test_only_process_0_keeps_the_writers():
     from keras_ba.training import callbacks
-    from keras_ba.training.run_folder import RunPaths
+    from keras_ba.runs.folder import RunPaths
 
     made = callbacks.make_callbacks(RunPaths("run"), tensorboard=True)
     chief = multiprocess.process_callbacks(made, ProcessGroup(2, 0, "h:1"), backend="torch")
@@ -545,7 +545,7 @@ def test_only_process_0_keeps_the_writers():
     assert wrapped == ["ResumableCSVLogger", "TensorBoard", "AtomicCheckpoint", "RunBackup"]
 
 
-@pytest.mark.parametrize("module", [multiprocess, "keras_ba.training.distribute"])
+@pytest.mark.parametrize("module", [multiprocess, "keras_ba.training.distributed.strategies"])
 def test_docstring_examples(module):
     import doctest
     import importlib

@@ -25,7 +25,8 @@ from workflow_helpers import TINY_MODEL, cli, jax_cache_env
 
 from keras_ba.applications import preprocess_input
 from keras_ba.cli import main
-from keras_ba.training import data, run_folder
+from keras_ba.data import pipeline as data
+from keras_ba.runs import folder as run_folder
 
 TINY_RUN = TINY_MODEL + [
     "--data",

@@ -14,8 +14,12 @@ import tensorflow as tf
 from conftest import only_in
 
 from keras_ba.applications import preprocess_input
-from keras_ba.training import augment, callbacks, data, recipes, run_folder, transforms
-from keras_ba.training.errors import WorkflowError
+from keras_ba.training import callbacks, recipes
+from keras_ba.data import augment
+from keras_ba.data import pipeline as data
+from keras_ba.runs import folder as run_folder
+from keras_ba.data import transforms
+from keras_ba.errors import WorkflowError
 
 pytestmark = only_in("tensorflow", reason="tf.data pipelines: the TensorFlow pass")
 
@@ -440,7 +444,7 @@ def test_output_dir_that_cannot_be_written(tmp_path):
 
 
 def test_plot_history_writes_a_png(tmp_path):
-    from keras_ba.training import plots
+    from keras_ba.runs import plots
 
     csv_path = tmp_path / "h.csv"
     csv_path.write_text(

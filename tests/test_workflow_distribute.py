@@ -24,7 +24,8 @@ EQUIVALENCE = r"""
 import json, sys
 import numpy as np
 import keras
-from keras_ba.training import distribute, models, recipes
+from keras_ba.training import models, recipes
+from keras_ba.training.distributed import strategies as distribute
 from keras_ba.cli import main
 
 mode, output = sys.argv[1], sys.argv[2]

@@ -27,7 +27,7 @@ import pytest
 from conftest import BACKEND
 from workflow_helpers import TINY_MODEL, cli, cli_killed_after
 
-from keras_ba.training import run_folder
+from keras_ba.runs import folder as run_folder
 
 pytestmark = pytest.mark.skipif(
     BACKEND != "torch", reason="backend-independent: runs once, in the PyTorch pass"

@@ -1,10 +1,9 @@
-"""Images for `keras-ba analyze`, through keras_ba.training's data loading.
+"""Images for `keras-ba analyze`, through keras_ba.data.
 
-The one place that touches the training package: `DataSource` and
-`load_splits` (public names of `keras_ba.training`), the evaluation
-pipeline `keras_ba.training.data.eval_dataset` and its transform
-(`keras_ba.training.transforms.eval_transform`, formerly in `augment`), so
-the analysed images are preprocessed exactly as `keras-ba evaluate` does. Settings come from the
+The one place that touches the data package: `DataSource`,
+`load_splits`, the evaluation pipeline `eval_dataset` and its transform
+(`keras_ba.data.transforms.eval_transform`), so the analysed images are
+preprocessed exactly as `keras-ba evaluate` does. Settings come from the
 `run.json` that `keras-ba train` writes next to `model.keras`.
 
 Example:
@@ -25,17 +24,15 @@ MODEL_FILE = "model.keras"
 
 
 def eval_transform(images, image_size, crop_pct):
-    """keras_ba.training's evaluation transform (crop, resize, normalize).
+    """keras_ba.data's evaluation transform (crop, resize, normalize).
 
     Example:
     >>> import numpy as np
     >>> tuple(eval_transform(np.zeros((1, 20, 20, 3), "uint8"), 16, 1.0).shape)
     (1, 16, 16, 3)
     """
-    try:  # its home since the training package was split by concept
-        from keras_ba.training.transforms import eval_transform as transform
-    except ImportError:
-        from keras_ba.training.augment import eval_transform as transform
+    from keras_ba.data.transforms import eval_transform as transform
+
     return transform(images, image_size, crop_pct)
 
 
@@ -134,8 +131,9 @@ def report_images(
     Example:
         images = report_images("runs/digits/model.keras", model, limit=200)
     """
-    from keras_ba import training
-    from keras_ba.training import data as training_data
+    from keras_ba.data.pipeline import DataSource, load_splits
+    from keras_ba.errors import WorkflowError
+    from keras_ba.data import pipeline
 
     if subset not in ("validation", "train"):
         raise AnalysisError(f"subset must be 'validation' or 'train', received {subset!r}.")
@@ -147,11 +145,11 @@ def report_images(
             raise AnalysisError(
                 f"No {RUN_FILE} next to {model_path!r}: pass the data to analyse (--data)."
             )
-        source = training.DataSource(**run["data"])
+        source = DataSource(**run["data"])
     elif isinstance(data, dict):
-        source = training.DataSource(**data)
+        source = DataSource(**data)
     else:
-        source = training.DataSource(data)
+        source = DataSource(data)
     if limit is not None:
         source = dataclasses.replace(source, limit=limit)
     size = int(image_size or run.get("image_size") or model.input_shape[1] or 0)
@@ -162,8 +160,8 @@ def report_images(
         )
     crop = float(run.get("eval_crop_pct") or 1.0)
     try:
-        splits = training.load_splits(source, int(round(size / crop)))
-    except training.WorkflowError as error:
+        splits = load_splits(source, int(round(size / crop)))
+    except WorkflowError as error:
         raise AnalysisError(str(error)) from None
     split = splits.validation if subset == "validation" else splits.train
     count = splits.validation_size if subset == "validation" else splits.train_size
@@ -176,7 +174,7 @@ def report_images(
             f"The model predicts {outputs} classes but the data {source.data!r} has "
             f"{len(splits.class_names)}."
         )
-    dataset = training_data.eval_dataset(split, outputs, size, crop, batch_size, count)
+    dataset = pipeline.eval_dataset(split, outputs, size, crop, batch_size, count)
     return ReportImages(
         dataset=dataset,
         count=count,

@@ -115,7 +115,7 @@ def run(args):
     from keras_ba.analysis.errors import AnalysisError
 
     try:
-        from keras_ba.training.errors import WorkflowError
+        from keras_ba.errors import WorkflowError
     except ImportError:  # pragma: no cover (training is part of keras_ba)
         WorkflowError = AnalysisError
     try:

@@ -17,8 +17,8 @@ import sys
 # Light imports only: the parser is built before Keras or TensorFlow start.
 from keras_ba.extras import MissingExtraError
 from keras_ba.training import recipes
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import (
+from keras_ba.errors import WorkflowError
+from keras_ba.options import (
     CACHE_MODES,
     DATA_FORMATS,
     DIGITS,
@@ -317,10 +317,11 @@ def _add_recipe_flags(parser):
 
 
 def _train(args):
-    from keras_ba.training import compilation_cache, multiprocess, trainer
+    from keras_ba.training import compilation_cache, trainer
+    from keras_ba.training.distributed import launch as multiprocess
 
     compilation_cache.enable_compilation_cache(args.compilation_cache)
-    from keras_ba.training.data import DataSource
+    from keras_ba.data.pipeline import DataSource
     from keras_ba.training.models import ModelSpec
 
     group = multiprocess.resolve_process_group(
@@ -410,7 +411,7 @@ def _add_evaluate(subparsers):
 
 def _evaluate(args):
     from keras_ba.training import inference
-    from keras_ba.training.data import DataSource
+    from keras_ba.data.pipeline import DataSource
 
     source = None
     if args.data:
@@ -437,7 +438,7 @@ def _evaluate(args):
 
 def _write_json(results, path):
     if path:
-        from keras_ba.training.run_folder import write_json
+        from keras_ba.runs.folder import write_json
 
         write_json(results, path)
 
@@ -528,7 +529,7 @@ def _add_export(subparsers):
 
 
 def _export(args):
-    from keras_ba.training.export import export_model
+    from keras_ba.export.saved_model import export_model
 
     path = export_model(
         args.model,

@@ -221,7 +221,7 @@ def detection_dataset(
     """
     import tensorflow as tf
 
-    from keras_ba.training.augment import normalize
+    from keras_ba.data.augment import normalize
 
     images, boxes, classes = check_detection_data(images, bounding_boxes, bounding_box_format)
     height, width = images.shape[1:3]
@@ -568,7 +568,7 @@ def _load_detector(path):
 def _write_saved_model(model, target, image_size):
     import tensorflow as tf
 
-    from keras_ba.training.augment import normalize
+    from keras_ba.data.augment import normalize
 
     height, width = image_size
     spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="images")

@@ -90,7 +90,7 @@ def segmentation_dataset(images, masks, batch_size=16, flip=False, shuffle=False
     """
     import tensorflow as tf
 
-    from keras_ba.training.augment import normalize
+    from keras_ba.data.augment import normalize
 
     images = np.asarray(images, "float32")
     masks = np.asarray(masks)

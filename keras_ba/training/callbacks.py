@@ -8,7 +8,7 @@ backup, so a run killed between the two repeats that epoch (its row is
 dropped on resume) instead of losing its row.
 
 Example:
->>> from keras_ba.training.run_folder import RunPaths
+>>> from keras_ba.runs.folder import RunPaths
 >>> [type(c).__name__ for c in make_callbacks(RunPaths("run"), tensorboard=False)]
 ['TerminateOnNaN', 'LearningRateLogger', 'ResumableCSVLogger', 'AtomicCheckpoint', 'RunBackup']
 """
@@ -18,7 +18,7 @@ import math
 
 import keras
 
-from keras_ba.training import run_folder
+from keras_ba.runs import folder as run_folder
 
 
 def _finite(logs):
@@ -180,7 +180,7 @@ def make_callbacks(paths, tensorboard=None, saved=None):
         A list of `keras.callbacks.Callback`.
 
     Example:
-    >>> from keras_ba.training.run_folder import RunPaths
+    >>> from keras_ba.runs.folder import RunPaths
     >>> [type(c).__name__ for c in make_callbacks(RunPaths("run"), tensorboard=False)][:2]
     ['TerminateOnNaN', 'LearningRateLogger']
     """

@@ -15,9 +15,11 @@ import os
 
 import keras
 
-from keras_ba.training import data, recipes, run_folder
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import SUBSETS, resolve_verbosity
+from keras_ba.training import recipes
+from keras_ba.data import pipeline as data
+from keras_ba.runs import folder as run_folder
+from keras_ba.errors import WorkflowError
+from keras_ba.options import SUBSETS, resolve_verbosity
 
 
 def _source_of_run(model_file, source, limit):
@@ -127,7 +129,7 @@ def predict(model_path, inputs, top_k=1, batch_size=32, image_size=None, crop_pc
     """
     import numpy as np
 
-    from keras_ba.training.transforms import eval_transform
+    from keras_ba.data.transforms import eval_transform
 
     if not isinstance(top_k, int) or top_k < 1:
         raise WorkflowError(f"`top_k` must be a positive integer. Received: `top_k={top_k!r}`.")

@@ -16,7 +16,7 @@ CPU).
 
 import keras
 
-from keras_ba.training.options import DATA_FORMATS
+from keras_ba.options import DATA_FORMATS
 
 TRANSPOSE_NAME = "to_channels_first"
 # Model names whose training is faster in channels_first under PyTorch (measured).

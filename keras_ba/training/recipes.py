@@ -19,7 +19,7 @@ Example:
 
 import dataclasses
 
-from keras_ba.training.errors import WorkflowError
+from keras_ba.errors import WorkflowError
 
 OPTIMIZERS = ("sgd", "adamw")
 CROPS = ("random-resized", "pad", "center")

@@ -27,19 +27,14 @@ import time
 
 import keras
 
-from keras_ba.training import (
-    callbacks,
-    data,
-    ddp_loop,
-    distribute,
-    layout,
-    models,
-    multiprocess,
-    recipes,
-    run_folder,
-)
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
+from keras_ba.training import callbacks, layout, models, recipes
+from keras_ba.data import pipeline as data
+from keras_ba.training.distributed import ddp_loop
+from keras_ba.training.distributed import strategies as distribute
+from keras_ba.training.distributed import launch as multiprocess
+from keras_ba.runs import folder as run_folder
+from keras_ba.errors import WorkflowError
+from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
 from keras_ba.version import __version__
 
 
@@ -533,7 +528,7 @@ def _data_error_message(error, source):
     bad = data.find_unreadable_images(source.data, max_files=MAX_FILES_TO_CHECK)
     if bad is None:
         where = (
-            "find it with keras_ba.training.data.find_unreadable_images"
+            "find it with keras_ba.data.pipeline.find_unreadable_images"
             f"({source.data!r}) (it decodes every file)"
         )
     else:
@@ -566,7 +561,7 @@ def _finish(model, paths, config, plot, log):
 
 def _plot(paths, title, log):
     from keras_ba.extras import MissingExtraError
-    from keras_ba.training import plots
+    from keras_ba.runs import plots
 
     try:
         plots.plot_history(paths.history_csv, paths.history_png, title=title)

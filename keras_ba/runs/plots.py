@@ -5,8 +5,8 @@ Example:
 """
 
 from keras_ba.extras import require
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.run_folder import atomic_path, read_history
+from keras_ba.errors import WorkflowError
+from keras_ba.runs.folder import atomic_path, read_history
 
 
 def plot_history(csv_path, png_path, title=None):

@@ -24,7 +24,7 @@ Example:
 """
 
 from keras_ba.extras import require
-from keras_ba.training.transforms import center_crop_fn, normalize, tf
+from keras_ba.data.transforms import center_crop_fn, normalize, tf
 
 
 def _kcv():

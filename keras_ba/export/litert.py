@@ -1,7 +1,7 @@
 """LiteRT (TFLite) export: float32, dynamic-range int8 or full int8.
 
 The LiteRT model is the SavedModel's serving function
-(`export.serving_function`) traced for a fixed input size, frozen and
+(`serving.serving_function`) traced for a fixed input size, frozen and
 converted by the converter TensorFlow ships (`tf.lite.TFLiteConverter`),
 with TFLite builtin ops only (no Flex delegate, no custom ops), so the
 plain LiteRT runtime of a phone or a microcontroller build runs it:
@@ -37,8 +37,8 @@ import warnings
 
 import numpy as np
 
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import QUANTIZE_MODES
+from keras_ba.errors import WorkflowError
+from keras_ba.options import QUANTIZE_MODES
 
 PACKAGES = ("ai_edge_litert",)
 TOLERANCE = 1e-4  # float32 self-check: LiteRT against TensorFlow
@@ -48,7 +48,7 @@ DEFAULT_REPRESENTATIVE_COUNT = 100
 def litert_function(model, image_size):
     """The serving function for a fixed `image_size`, without crop or resize.
 
-    `export.serving_function` at crop 1.0 on `image_size` x `image_size`
+    `serving.serving_function` at crop 1.0 on `image_size` x `image_size`
     images: its crop and resize fold away, leaving the normalization, the
     model, the softmax (for a linear head) and the arg max.
 
@@ -57,7 +57,7 @@ def litert_function(model, image_size):
     """
     import tensorflow as tf
 
-    from keras_ba.training.export import serving_function
+    from keras_ba.export.serving import serving_function
 
     serve = serving_function(model, image_size, 1.0)
     spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
@@ -214,7 +214,7 @@ def write_litert(
     The check runs the written file in `ai_edge_litert`'s interpreter on
     `check_images` (default: 8 random images) and compares with the
     TensorFlow serving function: for float32 the probabilities must agree
-    to `TOLERANCE` (see `formats.check_agreement`); for int8 the agreement
+    to `TOLERANCE` (see `agreement.check_agreement`); for int8 the agreement
     is reported, not enforced.
 
     Args:
@@ -242,10 +242,10 @@ def write_litert(
     report = compare(path, function, check_images)
     report["size_bytes"] = len(flatbuffer)
     if quantize == "none":
-        from keras_ba.training import formats
+        from keras_ba.export import agreement
 
         batches = [np.asarray(check_images, "float32")]
-        formats.check_agreement(
+        agreement.check_agreement(
             "LiteRT", report, model, function, batches, image_size, 1.0, TOLERANCE
         )
     return report
@@ -300,7 +300,7 @@ def representative_images(source, image_size, crop_pct, count=DEFAULT_REPRESENTA
     >>> representative_images("digits", 16, 1.0, count=3).shape
     (3, 16, 16, 3)
     """
-    from keras_ba.training import data
+    from keras_ba.data import pipeline as data
 
     if not isinstance(count, int) or count < 1:
         raise WorkflowError(
@@ -319,7 +319,7 @@ def representative_images(source, image_size, crop_pct, count=DEFAULT_REPRESENTA
 
 
 def _folder_images(folder, image_size, crop_pct, count):
-    from keras_ba.training import data
+    from keras_ba.data import pipeline as data
 
     files = sorted(data.list_image_files([folder]))
     step = max(1, len(files) // count)
@@ -333,7 +333,7 @@ def _network_view(images, image_size, crop_pct):
     """`transforms.eval_transform` without the normalization: pixels in [0, 255]."""
     import tensorflow as tf
 
-    from keras_ba.training import transforms
+    from keras_ba.data import transforms
 
     images = tf.cast(images, tf.float32)
     side = min(images.shape[1], images.shape[2])

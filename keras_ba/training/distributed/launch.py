@@ -60,7 +60,7 @@ import time
 
 import keras
 
-from keras_ba.training.errors import WorkflowError
+from keras_ba.errors import WorkflowError
 
 MULTI_PROCESS_MODES = ("data-parallel", "ddp")
 BACKEND_OF_MULTI_PROCESS_MODE = {"data-parallel": "jax", "ddp": "torch"}
@@ -237,7 +237,7 @@ def resolve_process_group(
     ...                       coordinator="h:1", environ={})
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `process_id` must be in [0, 2) for 2 processes. Received: 2.
+    keras_ba.errors.WorkflowError: `process_id` must be in [0, 2) for 2 processes. Received: 2.
     """
     environ = os.environ if environ is None else environ
     flags = {"num_processes": num_processes, "process_id": process_id, "coordinator": coordinator}
@@ -336,7 +336,7 @@ def check_mode(mode, group, backend=None, devices=None):
     >>> check_mode("ddp", ProcessGroup(), backend="jax")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `distribute_mode='ddp'` is PyTorch DistributedDataParallel: ...
+    keras_ba.errors.WorkflowError: `distribute_mode='ddp'` is PyTorch DistributedDataParallel: ...
     """
     backend = backend or keras.backend.backend()
     if mode == "ddp" and backend != "torch":
@@ -360,7 +360,7 @@ def check_batch(batch_size, group):
     >>> check_batch(6, ProcessGroup(4, 0, "h:1"))
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `batch_size=6` (the global batch) does not split over 4 processes: use a multiple of 4.
+    keras_ba.errors.WorkflowError: `batch_size=6` (the global batch) does not split over 4 processes: use a multiple of 4.
     """
     if batch_size % group.num_processes:
         raise WorkflowError(

@@ -35,11 +35,12 @@ import tempfile
 
 import keras
 
-from keras_ba.training import run_folder
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import EXPORT_FORMATS as FORMATS
-from keras_ba.training.run_folder import load_trained_model
-from keras_ba.training.run_folder import model_info as export_info
+from keras_ba.runs import folder as run_folder
+from keras_ba.errors import WorkflowError
+from keras_ba.export.serving import serving_function
+from keras_ba.options import EXPORT_FORMATS as FORMATS
+from keras_ba.runs.folder import load_trained_model
+from keras_ba.runs.folder import model_info as export_info
 
 
 def next_version(model_dir):
@@ -97,7 +98,7 @@ def export_model(
     if format not in FORMATS:
         raise WorkflowError(f"--format must be one of {FORMATS}, received {format!r}.")
     if format != "saved_model":
-        from keras_ba.training import formats
+        from keras_ba.export import formats
 
         return formats.export_file(
             model_path,
@@ -134,7 +135,7 @@ def _export_in_tensorflow_process(model_path, target, format, image_size, crop_p
     command = [
         sys.executable,
         "-m",
-        "keras_ba.training.export",
+        "keras_ba.export.saved_model",
         model_path,
         target,
         "--format",
@@ -171,29 +172,6 @@ def _export_here(model_path, target, format, image_size, crop_pct):
     )
 
 
-def serving_function(model, image_size, crop_pct):
-    """The `serving_default` function: raw RGB images -> probabilities.
-
-    Example:
-        fn = serving_function(model, 32, 1.0); fn(tf.zeros([1, 32, 32, 3]))
-    """
-    import tensorflow as tf
-
-    from keras_ba.training.transforms import eval_transform
-
-    softmax = model.layers[-1].get_config().get("activation") == "linear"
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
-    def serve(images):
-        x = eval_transform(images, image_size, crop_pct)
-        outputs = tf.cast(model(x, training=False), tf.float32)
-        probabilities = tf.nn.softmax(outputs) if softmax else outputs
-        class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_ids": class_ids}
-
-    return serve
-
-
 def write_saved_model(model, folder, image_size, crop_pct, class_names=None):
     """Writes `model` with the `serving_default` signature to `folder`.
 
@@ -214,7 +192,7 @@ def write_saved_model(model, folder, image_size, crop_pct, class_names=None):
 
 def main(argv=None):
     """Entry point of the TensorFlow-backend export subprocess."""
-    parser = argparse.ArgumentParser(prog="python -m keras_ba.training.export")
+    parser = argparse.ArgumentParser(prog="python -m keras_ba.export.saved_model")
     parser.add_argument("model_path")
     parser.add_argument("target")
     parser.add_argument("--format", default="saved_model", choices=("saved_model",))

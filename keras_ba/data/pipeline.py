@@ -29,10 +29,10 @@ import re
 import numpy as np
 
 from keras_ba.extras import require
-from keras_ba.training import augment
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import CACHE_MODES, DIGITS, TFDS_PREFIX
-from keras_ba.training.transforms import eval_transform, square_resize, tf
+from keras_ba.data import augment
+from keras_ba.errors import WorkflowError
+from keras_ba.options import CACHE_MODES, DIGITS, TFDS_PREFIX
+from keras_ba.data.transforms import eval_transform, square_resize, tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
@@ -149,7 +149,7 @@ def check_classes(class_names, where):
     >>> check_classes(["cat"], "'photos'")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: 'photos' has 1 class (['cat']): a classifier needs ...
+    keras_ba.errors.WorkflowError: 'photos' has 1 class (['cat']): a classifier needs ...
     """
     if len(class_names) < 2:
         count = f"{len(class_names)} class" + ("" if len(class_names) == 1 else "es")
@@ -219,7 +219,7 @@ def scan_image_folder(path, min_classes=2):
     >>> scan_image_folder("does/not/exist")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: The data folder 'does/not/exist' does not exist ...
+    keras_ba.errors.WorkflowError: The data folder 'does/not/exist' does not exist ...
     """
     if not os.path.exists(path):
         raise WorkflowError(
@@ -613,7 +613,7 @@ def list_image_files(paths):
     >>> list_image_files(["missing.png"])
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: No such image file or folder: 'missing.png'.
+    keras_ba.errors.WorkflowError: No such image file or folder: 'missing.png'.
     """
     files, missing = find_image_files(paths)
     if missing:
@@ -630,7 +630,7 @@ def read_image(path):
     >>> read_image("missing.png")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: Cannot read the image 'missing.png': ...
+    keras_ba.errors.WorkflowError: Cannot read the image 'missing.png': ...
     """
     try:
         data = tf.io.read_file(path)

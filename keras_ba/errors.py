@@ -4,7 +4,7 @@ Example:
 >>> raise WorkflowError("The data folder 'photos' does not exist.")
 Traceback (most recent call last):
 ...
-keras_ba.training.errors.WorkflowError: The data folder 'photos' does not exist.
+keras_ba.errors.WorkflowError: The data folder 'photos' does not exist.
 """
 
 

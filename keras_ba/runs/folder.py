@@ -36,7 +36,7 @@ import os
 import shutil
 import tempfile
 
-from keras_ba.training.errors import WorkflowError
+from keras_ba.errors import WorkflowError
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "run.json"
@@ -117,7 +117,7 @@ def model_path(path):
     >>> model_path("no/such/model.keras")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: No such model file: 'no/such/model.keras'.
+    keras_ba.errors.WorkflowError: No such model file: 'no/such/model.keras'.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -572,7 +572,7 @@ def check_training_state(path):
     >>> check_training_state("no/such/epoch-0001")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: no state.json
+    keras_ba.errors.WorkflowError: no state.json
     """
     info_path = os.path.join(path, STATE_INFO)
     weights = os.path.join(path, STATE_WEIGHTS)
@@ -788,7 +788,7 @@ def load_trained_model(path):
     >>> load_trained_model("missing.keras")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: No such model file: 'missing.keras'.
+    keras_ba.errors.WorkflowError: No such model file: 'missing.keras'.
     """
     path = model_path(path)
     from keras_ba.saving import load_model

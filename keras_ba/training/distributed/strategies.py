@@ -34,8 +34,8 @@ import re
 
 import keras
 
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import DISTRIBUTE_MODES
+from keras_ba.errors import WorkflowError
+from keras_ba.options import DISTRIBUTE_MODES
 
 MODES = tuple(DISTRIBUTE_MODES)
 BACKEND_OF_MODE = {
@@ -80,7 +80,7 @@ def configure_devices(count, backend=None):
     >>> configure_devices(0)
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `devices` must be a positive integer. Received: `devices=0`.
+    keras_ba.errors.WorkflowError: `devices` must be a positive integer. Received: `devices=0`.
     """
     if not isinstance(count, int) or count < 1:
         raise WorkflowError(f"`devices` must be a positive integer. Received: `devices={count}`.")
@@ -214,7 +214,7 @@ def check_backend(mode, backend=None):
     >>> check_backend("data-parallel", "torch")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `distribute_mode='data-parallel'` needs KERAS_BACKEND=jax...
+    keras_ba.errors.WorkflowError: `distribute_mode='data-parallel'` needs KERAS_BACKEND=jax...
     """
     backend = backend or keras.backend.backend()
     needed = BACKEND_OF_MODE.get(mode)
@@ -305,7 +305,7 @@ def check_batch(batch_size, distribution):
     >>> check_batch(6, Distribution("mirrored", 4))
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: `batch_size=6` does not split over 4 replicas: ...
+    keras_ba.errors.WorkflowError: `batch_size=6` does not split over 4 replicas: ...
     """
     if batch_size % distribution.replicas:
         raise WorkflowError(

@@ -42,7 +42,7 @@ import contextlib
 import keras
 import numpy as np
 
-from keras_ba.training import multiprocess
+from keras_ba.training.distributed import launch as multiprocess
 
 
 def _to_tensors(batch):

@@ -2,7 +2,7 @@
 
 The conversion itself (`onnx_export`, `litert_export`) runs under the
 TensorFlow backend: in this process under TensorFlow, in a subprocess
-(`python -m keras_ba.training.formats`) under JAX or PyTorch, like the
+(`python -m keras_ba.export.formats`) under JAX or PyTorch, like the
 SavedModel export. Everything that can be checked without TensorFlow
 (format, flags, output, packages) is checked first, in the calling process.
 
@@ -36,9 +36,9 @@ import tempfile
 
 import keras
 
-from keras_ba.training import run_folder
-from keras_ba.training.errors import WorkflowError
-from keras_ba.training.options import QUANTIZE_MODES
+from keras_ba.runs import folder as run_folder
+from keras_ba.errors import WorkflowError
+from keras_ba.options import QUANTIZE_MODES
 
 SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
 MODEL_FILES = {"onnx": "model.onnx", "litert": "model.tflite"}
@@ -65,7 +65,7 @@ def check_options(format, quantize="none", representative_data=None, representat
     >>> check_options("onnx", "int8")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --quantize applies to --format litert only, received --format onnx.
+    keras_ba.errors.WorkflowError: --quantize applies to --format litert only, received --format onnx.
     """
     if format not in SUFFIXES:
         raise WorkflowError(
@@ -112,7 +112,7 @@ def check_target(target, format):
     >>> check_target("model.tflite", "onnx")
     Traceback (most recent call last):
     ...
-    keras_ba.training.errors.WorkflowError: --output 'model.tflite' names a .tflite file, but --format onnx writes .onnx files (or a folder).
+    keras_ba.errors.WorkflowError: --output 'model.tflite' names a .tflite file, but --format onnx writes .onnx files (or a folder).
     """
     suffix = os.path.splitext(target)[1].lower()
     if suffix in SUFFIXES.values() and suffix != SUFFIXES[format]:
@@ -130,45 +130,6 @@ def check_target(target, format):
             )
     elif os.path.exists(target):
         raise WorkflowError(f"The output {target!r} exists and is not a folder.")
-
-
-def check_agreement(runtime, report, model, reference, batches, image_size, crop_pct, tolerance):
-    """Refuses a float32 export whose runtime disagrees with TensorFlow.
-
-    The runtime's probabilities must match the TensorFlow `reference` to
-    `tolerance`, or, for a model that amplifies float32 rounding, to ten
-    times the difference between TensorFlow's own eager and graph runs of
-    the same serving computation on the same images (added to `report` as
-    `tensorflow_eager_vs_graph`).
-
-    Raises:
-        WorkflowError: naming both differences.
-
-    Example:
-    >>> check_agreement("ONNX Runtime", {"max_abs_diff": 1e-7}, None, None, [], 32, 1.0, 1e-4)
-    {'max_abs_diff': 1e-07}
-    """
-    if report["max_abs_diff"] <= tolerance:
-        return report
-    import numpy as np
-    import tensorflow as tf
-
-    from keras_ba.training.export import serving_function
-
-    eager = serving_function(model, image_size, crop_pct).python_function
-    noise = 0.0
-    for images in batches:
-        images = tf.constant(images)
-        graph = reference(images)["probabilities"].numpy()
-        noise = max(noise, float(np.abs(eager(images)["probabilities"].numpy() - graph).max()))
-    report["tensorflow_eager_vs_graph"] = noise
-    if report["max_abs_diff"] > max(tolerance, 10 * noise):
-        raise WorkflowError(
-            f"{runtime}'s probabilities differ from TensorFlow's by {report['max_abs_diff']:.2g} "
-            f"(more than {tolerance:g}; TensorFlow's eager and graph runs differ by "
-            f"{noise:.2g}): not exported."
-        )
-    return report
 
 
 def export_file(
@@ -233,7 +194,7 @@ def export_file(
 
 def _run_data(model_path):
     """The `DataSource` of the run that trained `model_path`, or None."""
-    from keras_ba.training import data
+    from keras_ba.data import pipeline as data
 
     run = run_folder.read_json(run_folder.RunPaths(os.path.dirname(model_path)).config) or {}
     return data.DataSource(**run["data"]) if run.get("data") else None
@@ -257,7 +218,8 @@ def write(
     Example:
         write("runs/digits/model.keras", "digits-onnx", "onnx")
     """
-    from keras_ba.training import litert_export, onnx_export
+    from keras_ba.export import litert as litert_export
+    from keras_ba.export import onnx as onnx_export
 
     check_target(target, format)
     model = run_folder.load_trained_model(model_path)
@@ -366,7 +328,7 @@ def _print_summary(target, format, quantize, report):
 def _write_in_tensorflow_process(
     model_path, target, format, image_size, crop_pct, quantize, data, count
 ):
-    command = [sys.executable, "-m", "keras_ba.training.formats", model_path, target]
+    command = [sys.executable, "-m", "keras_ba.export.formats", model_path, target]
     command += ["--format", format, "--crop-pct", str(crop_pct), "--quantize", quantize]
     if image_size:
         command += ["--image-size", str(image_size)]
@@ -389,7 +351,7 @@ def _write_in_tensorflow_process(
 
 def main(argv=None):
     """Entry point of the TensorFlow-backend export subprocess."""
-    parser = argparse.ArgumentParser(prog="python -m keras_ba.training.formats")
+    parser = argparse.ArgumentParser(prog="python -m keras_ba.export.formats")
     parser.add_argument("model_path")
     parser.add_argument("target")
     parser.add_argument("--format", required=True, choices=tuple(SUFFIXES))

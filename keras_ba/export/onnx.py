@@ -1,7 +1,7 @@
 """ONNX export: the SavedModel's `serving_default` graph, converted by tf2onnx.
 
 The ONNX graph is converted from the very TensorFlow function that the TF
-Serving export writes (`export.serving_function`), so both formats share one
+Serving export writes (`serving.serving_function`), so both formats share one
 preprocessing contract:
 
 - input `images`: float32 `[batch, height, width, 3]`, RGB in [0, 255], any
@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from keras_ba.training.errors import WorkflowError
+from keras_ba.errors import WorkflowError
 
 OPSET = 17
 PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
@@ -48,7 +48,7 @@ def convert(model, image_size, crop_pct, class_names=None, serve=None):
         image_size: side of the model input.
         crop_pct: evaluation crop (`image_size / resize side`).
         class_names: stored in the model's metadata (`class_names`, JSON).
-        serve: `export.serving_function(model, image_size, crop_pct)` if
+        serve: `serving.serving_function(model, image_size, crop_pct)` if
             already made.
 
     Returns:
@@ -63,7 +63,7 @@ def convert(model, image_size, crop_pct, class_names=None, serve=None):
     import tensorflow as tf
     import tf2onnx
 
-    from keras_ba.training.export import serving_function
+    from keras_ba.export.serving import serving_function
 
     serve = serve or serving_function(model, image_size, crop_pct)
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
@@ -111,15 +111,15 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
 
     Raises:
         WorkflowError: an op ONNX cannot express, or a check beyond `TOLERANCE`
-            (see `formats.check_agreement`).
+            (see `agreement.check_agreement`).
 
     Example:
         write_onnx(model, "export/model.onnx", 32, 1.0)["max_abs_diff"]  # ~1e-7
     """
     import onnx
 
-    from keras_ba.training import formats
-    from keras_ba.training.export import serving_function
+    from keras_ba.export import agreement
+    from keras_ba.export.serving import serving_function
 
     serve = serving_function(model, image_size, crop_pct)
     onnx.save(convert(model, image_size, crop_pct, class_names, serve), path)
@@ -129,7 +129,7 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
         rng.uniform(0, 255, (2, image_size + 7, image_size + 3, 3)).astype("float32"),
     ]
     report = compare(path, serve, batches)
-    return formats.check_agreement(
+    return agreement.check_agreement(
         "ONNX Runtime", report, model, serve, batches, image_size, crop_pct, TOLERANCE
     )
 
@@ -140,7 +140,7 @@ def compare(path, reference, batches):
     Args:
         path: a `.onnx` file from `write_onnx`.
         reference: a function images -> `{"probabilities": ...}`, e.g.
-            `export.serving_function(model, image_size, crop_pct)`.
+            `serving.serving_function(model, image_size, crop_pct)`.
         batches: float32 image batches `[N, H, W, 3]` in [0, 255].
 
     Example:
