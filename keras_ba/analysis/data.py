@@ -131,9 +131,9 @@ def report_images(
     Example:
         images = report_images("runs/digits/model.keras", model, limit=200)
     """
+    from keras_ba.data import pipeline
     from keras_ba.data.pipeline import DataSource, load_splits
     from keras_ba.errors import WorkflowError
-    from keras_ba.data import pipeline
 
     if subset not in ("validation", "train"):
         raise AnalysisError(f"subset must be 'validation' or 'train', received {subset!r}.")

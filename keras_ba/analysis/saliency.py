@@ -15,14 +15,13 @@ Example:
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import warnings
 
 import numpy as np
 
 from keras_ba.analysis.errors import AnalysisError
+from keras_ba.utils.tf_process import run_under_tensorflow
 
 CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "smoothgrad")
 METHOD_TITLES = {
@@ -297,20 +296,12 @@ def _explain_in_subprocess(model_path, images, methods, classes, options):
             has_classes=np.asarray(classes is not None),
             options=np.asarray(json.dumps({"methods": list(methods), **options})),
         )
-        env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        process = subprocess.run(
-            [sys.executable, "-m", "keras_ba.analysis._tf_worker", model_path, request, answer],
-            capture_output=True,
-            text=True,
-            env=env,
+        run_under_tensorflow(
+            "keras_ba.analysis._tf_worker",
+            [model_path, request, answer],
+            "Computing saliency maps",
+            AnalysisError,
         )
-        if process.returncode != 0 or not os.path.isfile(answer):
-            lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"exit status {process.returncode}"
-            raise AnalysisError(
-                f"The TensorFlow subprocess computing saliency maps failed: {reason}"
-            )
         with np.load(answer) as result:
             return {method: result[method] for method in methods}
 

@@ -14,10 +14,10 @@ import os
 import re
 import sys
 
+from keras_ba.errors import WorkflowError
+
 # Light imports only: the parser is built before Keras or TensorFlow start.
 from keras_ba.extras import MissingExtraError
-from keras_ba.training import recipes
-from keras_ba.errors import WorkflowError
 from keras_ba.options import (
     CACHE_MODES,
     DATA_FORMATS,
@@ -30,6 +30,7 @@ from keras_ba.options import (
     STEMS,
     SUBSETS,
 )
+from keras_ba.training import recipes
 
 
 def register(subparsers):
@@ -410,8 +411,8 @@ def _add_evaluate(subparsers):
 
 
 def _evaluate(args):
-    from keras_ba.training import inference
     from keras_ba.data.pipeline import DataSource
+    from keras_ba.training import inference
 
     source = None
     if args.data:

@@ -23,8 +23,8 @@ Example:
 ['pad', 'random_crop', 'random_flip', 'normalize']
 """
 
-from keras_ba.extras import require
 from keras_ba.data.transforms import center_crop_fn, normalize, tf
+from keras_ba.extras import require
 
 
 def _kcv():

@@ -28,11 +28,11 @@ import re
 
 import numpy as np
 
-from keras_ba.extras import require
 from keras_ba.data import augment
-from keras_ba.errors import WorkflowError
-from keras_ba.options import CACHE_MODES, DIGITS, TFDS_PREFIX
 from keras_ba.data.transforms import eval_transform, square_resize, tf
+from keras_ba.errors import WorkflowError
+from keras_ba.extras import require
+from keras_ba.options import CACHE_MODES, DIGITS, TFDS_PREFIX
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")

@@ -30,15 +30,15 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import keras
 
-from keras_ba.runs import folder as run_folder
 from keras_ba.errors import WorkflowError
 from keras_ba.options import QUANTIZE_MODES
+from keras_ba.runs import folder as run_folder
+from keras_ba.utils.tf_process import run_under_tensorflow
 
 SUFFIXES = {"onnx": ".onnx", "litert": ".tflite"}
 MODEL_FILES = {"onnx": "model.onnx", "litert": "model.tflite"}
@@ -328,25 +328,15 @@ def _print_summary(target, format, quantize, report):
 def _write_in_tensorflow_process(
     model_path, target, format, image_size, crop_pct, quantize, data, count
 ):
-    command = [sys.executable, "-m", "keras_ba.export.formats", model_path, target]
-    command += ["--format", format, "--crop-pct", str(crop_pct), "--quantize", quantize]
+    args = [model_path, target, "--format", format, "--crop-pct", crop_pct, "--quantize", quantize]
     if image_size:
-        command += ["--image-size", str(image_size)]
+        args += ["--image-size", image_size]
     if data:
-        command += ["--representative-data", str(data)]
+        args += ["--representative-data", data]
     if count:
-        command += ["--representative-count", str(count)]
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        args += ["--representative-count", count]
     print(f"Exporting under the TensorFlow backend (current: {keras.backend.backend()}).")
-    result = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        errors = [line[7:] for line in result.stderr.splitlines() if line.startswith("error: ")]
-        tail = result.stderr.strip().splitlines()[-1:] or [""]
-        raise WorkflowError(
-            errors[-1]
-            if errors
-            else f"The export under TensorFlow failed (exit status {result.returncode}): {tail[0]}"
-        )
+    run_under_tensorflow("keras_ba.export.formats", args, "The export", WorkflowError)
 
 
 def main(argv=None):

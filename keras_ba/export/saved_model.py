@@ -29,18 +29,18 @@ Example:
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import keras
 
-from keras_ba.runs import folder as run_folder
 from keras_ba.errors import WorkflowError
 from keras_ba.export.serving import serving_function
 from keras_ba.options import EXPORT_FORMATS as FORMATS
+from keras_ba.runs import folder as run_folder
 from keras_ba.runs.folder import load_trained_model
 from keras_ba.runs.folder import model_info as export_info
+from keras_ba.utils.tf_process import run_under_tensorflow
 
 
 def next_version(model_dir):
@@ -132,27 +132,11 @@ def export_model(
 
 
 def _export_in_tensorflow_process(model_path, target, format, image_size, crop_pct):
-    command = [
-        sys.executable,
-        "-m",
-        "keras_ba.export.saved_model",
-        model_path,
-        target,
-        "--format",
-        format,
-        "--crop-pct",
-        str(crop_pct),
-    ]
+    args = [model_path, target, "--format", format, "--crop-pct", crop_pct]
     if image_size:
-        command += ["--image-size", str(image_size)]
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        args += ["--image-size", image_size]
     print(f"Exporting under the TensorFlow backend (current: {keras.backend.backend()}).")
-    result = subprocess.run(command, env=env)
-    if result.returncode != 0:
-        raise WorkflowError(
-            f"The export under TensorFlow failed (exit status {result.returncode}); "
-            "see the messages above."
-        )
+    run_under_tensorflow("keras_ba.export.saved_model", args, "The export", WorkflowError)
 
 
 def _export_here(model_path, target, format, image_size, crop_pct):

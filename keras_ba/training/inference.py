@@ -15,11 +15,11 @@ import os
 
 import keras
 
-from keras_ba.training import recipes
 from keras_ba.data import pipeline as data
-from keras_ba.runs import folder as run_folder
 from keras_ba.errors import WorkflowError
 from keras_ba.options import SUBSETS, resolve_verbosity
+from keras_ba.runs import folder as run_folder
+from keras_ba.training import recipes
 
 
 def _source_of_run(model_file, source, limit):

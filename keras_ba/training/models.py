@@ -17,9 +17,9 @@ import dataclasses
 import re
 
 from keras_ba.applications import get_model_builder, resnet
-from keras_ba.training import layout
 from keras_ba.errors import WorkflowError
 from keras_ba.options import NO_ATTENTION, STEMS
+from keras_ba.training import layout
 
 RESNET_NAME = re.compile(r"ba_resnet(\d+)$")
 SMALL_IMAGE_SIDE = 128  # below this, "auto" picks the CIFAR stem

@@ -27,14 +27,14 @@ import time
 
 import keras
 
-from keras_ba.training import callbacks, layout, models, recipes
 from keras_ba.data import pipeline as data
-from keras_ba.training.distributed import ddp_loop
-from keras_ba.training.distributed import strategies as distribute
-from keras_ba.training.distributed import launch as multiprocess
-from keras_ba.runs import folder as run_folder
 from keras_ba.errors import WorkflowError
 from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
+from keras_ba.runs import folder as run_folder
+from keras_ba.training import callbacks, layout, models, recipes
+from keras_ba.training.distributed import ddp_loop
+from keras_ba.training.distributed import launch as multiprocess
+from keras_ba.training.distributed import strategies as distribute
 from keras_ba.version import __version__
 
 

@@ -37,7 +37,11 @@ def lazy_exports(package, exports):
         return getattr(importlib.import_module(module), name)
 
     def __dir__():
-        return sorted(set(sys.modules[package].__dict__) | set(exports)) if package in sys.modules else sorted(exports)
+        return (
+            sorted(set(sys.modules[package].__dict__) | set(exports))
+            if package in sys.modules
+            else sorted(exports)
+        )
 
     return __getattr__, __dir__, sorted(exports)
 
