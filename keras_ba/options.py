@@ -21,13 +21,29 @@ DATA_FORMATS = ("auto", "channels_last", "channels_first")  # see training.layou
 NO_ATTENTION = "none"  # the command line's spelling of attention=None
 VERBOSITY = ("auto", 0, 1, 2)
 
-DISTRIBUTE_MODES = {
-    "none": "one device",
-    "mirrored": "tf.distribute.MirroredStrategy (TensorFlow backend)",
-    "multi-worker": "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
-    "data-parallel": "keras.distribution.DataParallel (JAX backend; one or several processes)",
-    "ddp": "torch DistributedDataParallel, one process per device (PyTorch backend)",
+# `--distribute`: the one table of modes (the checks: training.distributed.modes).
+# name: (backend that runs it or None for any, several processes possible, description)
+DISTRIBUTE = {
+    "none": (None, False, "one device"),
+    "mirrored": ("tensorflow", False, "tf.distribute.MirroredStrategy (TensorFlow backend)"),
+    "multi-worker": (
+        "tensorflow",
+        False,
+        "tf.distribute.MultiWorkerMirroredStrategy from TF_CONFIG (TensorFlow backend)",
+    ),
+    "data-parallel": (
+        "jax",
+        True,
+        "keras.distribution.DataParallel (JAX backend; one or several processes)",
+    ),
+    "ddp": (
+        "torch",
+        True,
+        "torch DistributedDataParallel, one process per device (PyTorch backend)",
+    ),
 }
+DISTRIBUTE_MODES = {name: row[2] for name, row in DISTRIBUTE.items()}  # name -> description
+DEVICES = ("auto", "cpu", "gpu")  # --device
 
 
 def resolve_verbosity(verbose, stream=None):

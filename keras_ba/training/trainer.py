@@ -32,7 +32,7 @@ from keras_ba.errors import WorkflowError
 from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
 from keras_ba.runs import folder as run_folder
 from keras_ba.training import callbacks, layout, models, recipes
-from keras_ba.training.distributed import ddp_loop
+from keras_ba.training.distributed import ddp_loop, modes
 from keras_ba.training.distributed import launch as multiprocess
 from keras_ba.training.distributed import strategies as distribute
 from keras_ba.version import __version__
@@ -196,9 +196,7 @@ def train(
     if group.is_chief:
         run_folder.prepare_output_dir(paths.root)
     # Strategies first: MultiWorkerMirroredStrategy must exist before any TF op.
-    setup = distribute.setup_distribution(mode)
-    if mode == "ddp":
-        setup = distribute.Distribution(mode, group.num_processes)
+    setup = distribute.setup_distribution(mode, processes=group.num_processes)
     try:
         keras.utils.set_random_seed(seed)
         splits = data.load_splits(source, recipe.load_size())
@@ -250,8 +248,7 @@ def train(
             )
         multiprocess.barrier(group, "trained")  # process 0's last epoch is written
     finally:
-        if setup.mode == "data-parallel":
-            keras.distribution.set_distribution(None)
+        setup.close()
     history = (
         run_folder.read_history(paths.history_csv) if os.path.exists(paths.history_csv) else {}
     )
@@ -270,9 +267,9 @@ def _silent(message):
 
 def _check_options(model_spec, distribute_mode, jit_compile):
     """Cheap checks before any work; returns the resolved distribution mode."""
-    mode = distribute.resolve_mode(distribute_mode)
-    distribute.check_backend(mode)
-    distribute.check_multi_worker(mode)
+    mode = modes.resolve_mode(distribute_mode)
+    modes.check_backend(mode, keras.backend.backend())
+    modes.check_multi_worker(mode)
     if jit_compile not in JIT_CHOICES:
         raise WorkflowError(
             f"`jit_compile` must be one of {tuple(JIT_CHOICES)}. "

@@ -61,9 +61,8 @@ import time
 import keras
 
 from keras_ba.errors import WorkflowError
+from keras_ba.training.distributed import modes
 
-MULTI_PROCESS_MODES = ("data-parallel", "ddp")
-BACKEND_OF_MULTI_PROCESS_MODE = {"data-parallel": "jax", "ddp": "torch"}
 DEFAULT_TIMEOUT = 300.0
 AUGMENT_SEED_STRIDE = 1000  # process i augments with seed + 1000 * i
 
@@ -259,7 +258,7 @@ def resolve_process_group(
             if source not in sources:
                 sources.append(source)
     timeout = _resolve_timeout(distributed_timeout, environ)
-    if mode not in MULTI_PROCESS_MODES:
+    if not modes.is_multi_process(mode):
         if (
             "num_processes" in values
             and _integer(values["num_processes"], names["num_processes"], 1) > 1
@@ -336,16 +335,9 @@ def check_mode(mode, group, backend=None, devices=None):
     >>> check_mode("ddp", ProcessGroup(), backend="jax")
     Traceback (most recent call last):
     ...
-    keras_ba.errors.WorkflowError: `distribute_mode='ddp'` is PyTorch DistributedDataParallel: ...
+    keras_ba.errors.WorkflowError: `distribute_mode='ddp'` needs KERAS_BACKEND=torch, but the backend is 'jax'. ...
     """
-    backend = backend or keras.backend.backend()
-    if mode == "ddp" and backend != "torch":
-        raise WorkflowError(
-            "`distribute_mode='ddp'` is PyTorch DistributedDataParallel: it needs "
-            f"KERAS_BACKEND=torch, but the backend is {backend!r}. With several processes on "
-            "JAX use `distribute_mode='data-parallel'`; TensorFlow trains on one machine "
-            "(`distribute_mode='mirrored'`)."
-        )
+    modes.check_backend(mode, backend or keras.backend.backend())
     if group.is_multi and devices:
         raise WorkflowError(
             "`devices` splits the CPU of a single process; with several processes every "
@@ -354,7 +346,7 @@ def check_mode(mode, group, backend=None, devices=None):
 
 
 def check_batch(batch_size, group):
-    """The global batch must split evenly over the processes.
+    """The global batch must split evenly over the processes (`modes.check_batch`).
 
     Example:
     >>> check_batch(6, ProcessGroup(4, 0, "h:1"))
@@ -362,11 +354,7 @@ def check_batch(batch_size, group):
     ...
     keras_ba.errors.WorkflowError: `batch_size=6` (the global batch) does not split over 4 processes: use a multiple of 4.
     """
-    if batch_size % group.num_processes:
-        raise WorkflowError(
-            f"`batch_size={batch_size}` (the global batch) does not split over "
-            f"{group.num_processes} processes: use a multiple of {group.num_processes}."
-        )
+    modes.check_batch(batch_size, group.num_processes, "processes")
 
 
 # === Forming the group ===

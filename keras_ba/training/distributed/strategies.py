@@ -1,11 +1,7 @@
 """Multi-device training: tf.distribute on TensorFlow, keras.distribution on JAX.
 
-| `--distribute` | backend    | what runs                                        |
-| -------------- | ---------- | ------------------------------------------------ |
-| `mirrored`     | tensorflow | `tf.distribute.MirroredStrategy` (one machine)   |
-| `multi-worker` | tensorflow | `tf.distribute.MultiWorkerMirroredStrategy` (`TF_CONFIG`; one worker: see `check_multi_worker`) |
-| `data-parallel`| jax        | `keras.distribution.DataParallel` (one or several processes) |
-| `ddp`          | torch      | `torch.nn.parallel.DistributedDataParallel` in `ddp_loop.fit` |
+The modes, their backends and checks: `modes` (one table in
+`keras_ba.options.DISTRIBUTE`).
 
 `mirrored` becomes `multi-worker` when `TF_CONFIG` is set. The PyTorch
 backend has no Keras-level multi-device API (`keras.distribution` is
@@ -36,14 +32,14 @@ import keras
 
 from keras_ba.errors import WorkflowError
 from keras_ba.options import DISTRIBUTE_MODES
+from keras_ba.training.distributed import modes
+from keras_ba.training.distributed.modes import (  # noqa: F401 (their names before 0.3)
+    MODES,
+    check_multi_worker,
+    cluster_size,
+    resolve_mode,
+)
 
-MODES = tuple(DISTRIBUTE_MODES)
-BACKEND_OF_MODE = {
-    "mirrored": "tensorflow",
-    "multi-worker": "tensorflow",
-    "data-parallel": "jax",
-    "ddp": "torch",
-}
 _XLA_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -157,91 +153,14 @@ class Distribution:
             return self.strategy.scope()
         return contextlib.nullcontext()
 
-
-def resolve_mode(mode):
-    """`mirrored` with `TF_CONFIG` set means `multi-worker`.
-
-    Example:
-    >>> resolve_mode("none")
-    'none'
-    """
-    if mode not in MODES:
-        raise WorkflowError(
-            f"`distribute_mode` must be one of {MODES}. Received: `distribute_mode={mode!r}`."
-        )
-    if mode == "mirrored" and os.environ.get("TF_CONFIG"):
-        return "multi-worker"
-    return mode
+    def close(self):
+        """Unsets what `setup_distribution` set process-wide (JAX's global
+        `keras.distribution`)."""
+        if self.mode == "data-parallel":
+            keras.distribution.set_distribution(None)
 
 
-def cluster_size():
-    """Number of machines (workers and chief) in `TF_CONFIG`; 1 without one.
-
-    Example:
-    >>> cluster_size() >= 1
-    True
-    """
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
-
-
-def check_multi_worker(mode):
-    """Refuses several workers: Keras 3's `fit` fails under them.
-
-    `model.fit` with `MultiWorkerMirroredStrategy` over more than one worker
-    fails in Keras 3 ("Attempt to convert a value (PerReplica...)",
-    keras-team/keras#20585, open since TensorFlow 2.16), so this says so
-    before any work. One worker runs.
-
-    Example:
-    >>> check_multi_worker("mirrored")
-    """
-    if mode == "multi-worker" and cluster_size() > 1:
-        raise WorkflowError(
-            f"TF_CONFIG describes {cluster_size()} machines, but Keras 3's fit does not run "
-            "MultiWorkerMirroredStrategy over several workers (keras-team/keras#20585). "
-            "Train on one machine with `distribute_mode='mirrored'` (all its GPUs), or on "
-            "several machines with KERAS_BACKEND=jax and `distribute_mode='data-parallel'` or "
-            "KERAS_BACKEND=torch and `distribute_mode='ddp'` (README: Training on several "
-            "machines)."
-        )
-
-
-def check_backend(mode, backend=None):
-    """Raises a clear error when `backend` cannot run `mode`.
-
-    Example:
-    >>> check_backend("data-parallel", "torch")
-    Traceback (most recent call last):
-    ...
-    keras_ba.errors.WorkflowError: `distribute_mode='data-parallel'` needs KERAS_BACKEND=jax...
-    """
-    backend = backend or keras.backend.backend()
-    needed = BACKEND_OF_MODE.get(mode)
-    if needed is None or needed == backend:
-        return
-    if backend == "torch":
-        advice = (
-            "The PyTorch backend has no Keras multi-device API (keras.distribution "
-            "is JAX-only): use `distribute_mode='ddp'` (torch DistributedDataParallel), or "
-            "KERAS_BACKEND=tensorflow (`distribute_mode='mirrored'`) or jax "
-            "(`distribute_mode='data-parallel'`)."
-        )
-    elif backend == "tensorflow":
-        advice = (
-            "On TensorFlow use `distribute_mode='mirrored'` (one machine); for several "
-            "machines use KERAS_BACKEND=jax (`distribute_mode='data-parallel'`) or torch "
-            "(`distribute_mode='ddp'`)."
-        )
-    else:
-        advice = "On JAX use `distribute_mode='data-parallel'` (one or several processes)."
-    raise WorkflowError(
-        f"`distribute_mode={mode!r}` needs KERAS_BACKEND={needed}, but the backend is "
-        f"{backend!r}. " + advice
-    )
-
-
-def setup_distribution(mode, backend=None):
+def setup_distribution(mode, backend=None, processes=1):
     """Creates the strategy or sets the global Keras distribution for `mode`.
 
     Call after `configure_devices` and before building the model; build and
@@ -251,9 +170,10 @@ def setup_distribution(mode, backend=None):
         mode: one of `MODES` (`mirrored` turns into `multi-worker` when
             `TF_CONFIG` is set).
         backend: backend name; default `keras.backend.backend()`.
+        processes: the processes of the group (`ddp`: one replica each).
 
     Returns:
-        A `Distribution`.
+        A `Distribution`; call its `close()` when training ends.
 
     Example:
     >>> setup_distribution("none").replicas
@@ -261,9 +181,11 @@ def setup_distribution(mode, backend=None):
     """
     mode = resolve_mode(mode)
     backend = backend or keras.backend.backend()
-    check_backend(mode, backend)
-    if mode in ("none", "ddp"):
-        return Distribution(mode, 1)  # ddp: the processes are the replicas (ddp_loop)
+    modes.check_backend(mode, backend)
+    if mode == "none":
+        return Distribution(mode, 1)
+    if mode == "ddp":
+        return Distribution(mode, processes)  # the processes are the replicas (ddp_loop)
     if mode == "data-parallel":
         # All devices of all processes; every process feeds its own shard of
         # the global batch (data.train_dataset(num_shards=...)), so Keras must
@@ -299,16 +221,12 @@ def worker_index():
 
 
 def check_batch(batch_size, distribution):
-    """The global batch must split evenly over the replicas.
+    """The global batch must split evenly over the replicas (`modes.check_batch`).
 
     Example:
     >>> check_batch(6, Distribution("mirrored", 4))
     Traceback (most recent call last):
     ...
-    keras_ba.errors.WorkflowError: `batch_size=6` does not split over 4 replicas: ...
+    keras_ba.errors.WorkflowError: `batch_size=6` (the global batch) does not split over 4 replicas: use a multiple of 4.
     """
-    if batch_size % distribution.replicas:
-        raise WorkflowError(
-            f"`batch_size={batch_size}` does not split over {distribution.replicas} replicas: "
-            "use a multiple of the replica count."
-        )
+    modes.check_batch(batch_size, distribution.replicas)
