@@ -26,8 +26,16 @@ import json
 import os
 import zipfile
 
-# Imported whatever the file says: they register the classes every model uses.
-CORE_MODULES = ("keras_ba.layers", "keras_ba.applications")
+
+# Imported whatever the file says: they register the classes every model uses
+# (the layers, and the module of every family in the table of named models).
+def _core_modules():
+    from keras_ba.applications import registry
+
+    return ("keras_ba.layers", "keras_ba.applications", *registry.family_modules())
+
+
+CORE_MODULES = _core_modules()
 
 
 def register_serializables(modules=()):
@@ -41,8 +49,8 @@ def register_serializables(modules=()):
         The tuple of module names imported.
 
     Example:
-    >>> register_serializables()
-    ('keras_ba.layers', 'keras_ba.applications')
+    >>> register_serializables()[:3]
+    ('keras_ba.layers', 'keras_ba.applications', 'keras_ba.applications.efficientnet')
     """
     names = tuple(dict.fromkeys(CORE_MODULES + tuple(modules)))
     for name in names:

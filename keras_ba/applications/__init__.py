@@ -12,75 +12,52 @@ Example:
 ('conv2_block1_ba', (None, 10))
 """
 
-from keras_ba.applications import blocks, efficientnet, mobilenet_v3, resnet, resnext
-from keras_ba.applications.backbone import Backbone
-from keras_ba.applications.efficientnet import (
-    BAEfficientNet,
-    BAEfficientNetB0,
-    BAEfficientNetB1,
-    BAEfficientNetB2,
-    BAEfficientNetB3,
-    BAEfficientNetB4,
-    BAEfficientNetB5,
-    BAEfficientNetB6,
-    BAEfficientNetB7,
-    BAEfficientNetBackbone,
-)
-from keras_ba.applications.mobilenet_v3 import (
-    BAMobileNetV3,
-    BAMobileNetV3Backbone,
-    BAMobileNetV3Large,
-    BAMobileNetV3Small,
-)
-from keras_ba.applications.preprocessing import preprocess_input
-from keras_ba.applications.registry import get_model_builder, list_models
-from keras_ba.applications.resnet import (
-    BAResNet,
-    BAResNet18,
-    BAResNet34,
-    BAResNet50,
-    BAResNet101,
-    BAResNet152,
-    BAResNetBackbone,
-)
-from keras_ba.applications.resnext import (
-    BAResNeXt50_32x4d,
-    BAResNeXt101_32x4d,
-    BAResNeXt101_32x8d,
-)
+from keras_ba.utils.lazy import lazy_exports
 
-__all__ = [
-    "BAEfficientNet",
-    "BAEfficientNetBackbone",
-    "BAEfficientNetB0",
-    "BAEfficientNetB1",
-    "BAEfficientNetB2",
-    "BAEfficientNetB3",
-    "BAEfficientNetB4",
-    "BAEfficientNetB5",
-    "BAEfficientNetB6",
-    "BAEfficientNetB7",
-    "BAMobileNetV3",
-    "BAMobileNetV3Backbone",
-    "BAMobileNetV3Large",
-    "BAMobileNetV3Small",
-    "BAResNeXt50_32x4d",
-    "BAResNeXt101_32x4d",
-    "BAResNeXt101_32x8d",
-    "BAResNet",
-    "BAResNet18",
-    "BAResNet34",
-    "BAResNet50",
-    "BAResNet101",
-    "BAResNet152",
-    "BAResNetBackbone",
-    "Backbone",
-    "blocks",
-    "efficientnet",
-    "get_model_builder",
-    "list_models",
-    "mobilenet_v3",
-    "preprocess_input",
-    "resnet",
-    "resnext",
-]
+# Family modules (`keras_ba.applications.resnet`, ...) import as submodules;
+# names are imported on first use, so that reading the table of named models
+# (`registry`) does not import Keras.
+__getattr__, __dir__, __all__ = lazy_exports(
+    "keras_ba.applications",
+    {
+        "BAEfficientNet": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB0": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB1": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB2": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB3": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB4": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB5": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB6": "keras_ba.applications.efficientnet",
+        "BAEfficientNetB7": "keras_ba.applications.efficientnet",
+        "BAEfficientNetBackbone": "keras_ba.applications.efficientnet",
+        "BAMobileNetV3": "keras_ba.applications.mobilenet_v3",
+        "BAMobileNetV3Backbone": "keras_ba.applications.mobilenet_v3",
+        "BAMobileNetV3Large": "keras_ba.applications.mobilenet_v3",
+        "BAMobileNetV3Small": "keras_ba.applications.mobilenet_v3",
+        "BAResNeXt101_32x4d": "keras_ba.applications.resnext",
+        "BAResNeXt101_32x8d": "keras_ba.applications.resnext",
+        "BAResNeXt50_32x4d": "keras_ba.applications.resnext",
+        "BAResNet": "keras_ba.applications.resnet",
+        "BAResNet101": "keras_ba.applications.resnet",
+        "BAResNet152": "keras_ba.applications.resnet",
+        "BAResNet18": "keras_ba.applications.resnet",
+        "BAResNet34": "keras_ba.applications.resnet",
+        "BAResNet50": "keras_ba.applications.resnet",
+        "BAResNetBackbone": "keras_ba.applications.resnet",
+        "Backbone": "keras_ba.applications.backbone",
+        "get_model_builder": "keras_ba.applications.registry",
+        "list_models": "keras_ba.applications.registry",
+        "preprocess_input": "keras_ba.applications.preprocessing",
+        **{
+            f"{module}": f"keras_ba.applications.{module}"
+            for module in (
+                "blocks",
+                "efficientnet",
+                "mobilenet_v3",
+                "registry",
+                "resnet",
+                "resnext",
+            )
+        },
+    },
+)

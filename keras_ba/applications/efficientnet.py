@@ -39,7 +39,7 @@ import math
 import keras
 
 from keras_ba import _validation
-from keras_ba.applications import blocks, classifier
+from keras_ba.applications import blocks, classifier, registry
 from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.preprocessing import preprocess_input
 from keras_ba.layers.pixel_gate import PixelGate
@@ -153,16 +153,17 @@ DEFAULT_BLOCKS_ARGS = (
 )
 BLOCK_ARG_KEYS = tuple(DEFAULT_BLOCKS_ARGS[0])
 
-# variant -> (width_coefficient, depth_coefficient, default_size, dropout_rate)
+# variant -> (width_coefficient, depth_coefficient, default_size, dropout_rate),
+# read from the table of named models.
 EFFICIENTNET_CONFIGS = {
-    0: (1.0, 1.0, 224, 0.2),
-    1: (1.0, 1.1, 240, 0.2),
-    2: (1.1, 1.2, 260, 0.3),
-    3: (1.2, 1.4, 300, 0.3),
-    4: (1.4, 1.8, 380, 0.4),
-    5: (1.6, 2.2, 456, 0.4),
-    6: (1.8, 2.6, 528, 0.5),
-    7: (2.0, 3.1, 600, 0.5),
+    int(entry.name[-1]): (
+        entry.arguments["width_coefficient"],
+        entry.arguments["depth_coefficient"],
+        entry.arguments["default_size"],
+        entry.defaults["dropout_rate"],
+    )
+    for entry in registry.MODELS.values()
+    if entry.family == "efficientnet"
 }
 
 
@@ -530,288 +531,80 @@ def BAEfficientNet(
 
 # === Named variants ===
 
-# Examples skipped in the test suite: a full-size model takes seconds to
-# initialise (more on JAX); the tests build every variant shapes-only.
-VARIANT_DOCSTRING = """Instantiates BA-EfficientNet-B{index} (`attention="bav1"` by default).
-
-    EfficientNet-B{index} (width {width}, depth {depth}, designed for
-    {size}x{size} images, dropout {dropout}) with Bridge Attention in every
+DESCRIPTION = """EfficientNet (width {width_coefficient}, depth {depth_coefficient}, designed
+    for {default_size}x{default_size} images) with Bridge Attention in every
     MBConv block that has an expansion conv, as in the authors' code;
-    `attention="bav2"`, `"se"` (the standard EfficientNet-B{index}) or None
-    give the other variants with the same trunk.
+    `attention="bav2"`, `"se"` (the standard EfficientNet) or None give the
+    other variants with the same trunk. The model takes `preprocess_input`
+    output (RGB in [0, 255] -> ImageNet mean/std, as in the authors'
+    training), not raw pixels: unlike `keras.applications`, there is no
+    rescaling layer inside."""
 
-    The model takes `preprocess_input` output (RGB in [0, 255] -> ImageNet
-    mean/std, as in the authors' training), not raw pixels: unlike
-    `keras.applications`, there is no rescaling layer inside.
-
-    Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `BAEfficientNet`.
-
-    Returns:
-        A functional `keras.Model`.
-
-    Example:
-    >>> BAEfficientNetB{index}(classes=10, input_shape=(64, 64, 3)).output_shape  # doctest: +SKIP
-    (None, 10)
-    """
+# One row each in `registry.MODELS`; the examples are skipped in the suite (a
+# full-size model takes seconds to initialise); the tests build every variant
+# shapes-only.
 
 
-def _efficientnet_variant(index, *args):
-    width, depth, size, dropout = EFFICIENTNET_CONFIGS[index]
-    return BAEfficientNet(width, depth, size, dropout, 0.2, 8, None, *args)
+def _variant(name, **kwargs):
+    return BAEfficientNet(**registry.variant_arguments(name, kwargs))
 
 
-def BAEfficientNetB0(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b0",
+def BAEfficientNetB0(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b0", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB1(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b1", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB2(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b2", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB3(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b3", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB4(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b4", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB5(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b5", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB6(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b6", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAEfficientNetB7(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_efficientnet_b7", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+for _function, _title in (
+    (BAEfficientNetB0, "BA-EfficientNet-B0"),
+    (BAEfficientNetB1, "BA-EfficientNet-B1"),
+    (BAEfficientNetB2, "BA-EfficientNet-B2"),
+    (BAEfficientNetB3, "BA-EfficientNet-B3"),
+    (BAEfficientNetB4, "BA-EfficientNet-B4"),
+    (BAEfficientNetB5, "BA-EfficientNet-B5"),
+    (BAEfficientNetB6, "BA-EfficientNet-B6"),
+    (BAEfficientNetB7, "BA-EfficientNet-B7"),
 ):
-    return _efficientnet_variant(
-        0,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB1(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b1",
-):
-    return _efficientnet_variant(
-        1,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB2(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b2",
-):
-    return _efficientnet_variant(
-        2,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB3(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b3",
-):
-    return _efficientnet_variant(
-        3,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB4(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b4",
-):
-    return _efficientnet_variant(
-        4,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB5(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b5",
-):
-    return _efficientnet_variant(
-        5,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB6(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b6",
-):
-    return _efficientnet_variant(
-        6,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAEfficientNetB7(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_efficientnet_b7",
-):
-    return _efficientnet_variant(
-        7,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-for _index, _function in enumerate(
-    (
-        BAEfficientNetB0,
-        BAEfficientNetB1,
-        BAEfficientNetB2,
-        BAEfficientNetB3,
-        BAEfficientNetB4,
-        BAEfficientNetB5,
-        BAEfficientNetB6,
-        BAEfficientNetB7,
-    )
-):
-    _width, _depth, _size, _dropout = EFFICIENTNET_CONFIGS[_index]
-    _function.__doc__ = VARIANT_DOCSTRING.format(
-        index=_index,
-        width=_width,
-        depth=_depth,
-        size=_size,
-        dropout=_dropout,
-    )
+    registry.document_variant(_function, "BAEfficientNet", _title, DESCRIPTION)

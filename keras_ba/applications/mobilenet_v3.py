@@ -34,7 +34,7 @@ import keras
 from keras import layers
 
 from keras_ba import _validation
-from keras_ba.applications import blocks, classifier
+from keras_ba.applications import blocks, classifier, registry
 from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.blocks import make_divisible
 from keras_ba.applications.preprocessing import preprocess_input
@@ -102,7 +102,12 @@ LARGE_STACK = (
     (6, 160, 5, 1, True, "hard_swish"),
     (6, 160, 5, 1, True, "hard_swish"),
 )
-LAST_POINT_CHANNELS = {"small": 1024, "large": 1280}
+# stack -> channels of the last pointwise conv, read from the table of named models.
+LAST_POINT_CHANNELS = {
+    entry.arguments["stack"]: entry.arguments["last_point_channels"]
+    for entry in registry.MODELS.values()
+    if entry.family == "mobilenet_v3"
+}
 
 
 # === Attention in a block ===
@@ -405,102 +410,35 @@ def BAMobileNetV3(
 
 # === Named variants ===
 
-# Examples skipped in the test suite: a full-size model takes seconds to
-# initialise (more on JAX); the tests build every variant shapes-only.
-VARIANT_DOCSTRING = """Instantiates BA-MobileNetV3-{kind} (`attention="bav1"` by default).
-
-    MobileNetV3-{kind} as in `keras.applications` (`minimalistic=False`)
+DESCRIPTION = """MobileNetV3-{stack} as in `keras.applications` (`minimalistic=False`)
     with Bridge Attention in the blocks that have squeeze-and-excitation;
-    `attention="se"` is the standard MobileNetV3-{kind}, None removes the
+    `attention="se"` is the standard MobileNetV3, None removes the
     attention. Takes `preprocess_input` output (ImageNet mean/std), not raw
-    pixels: there is no `Rescaling` layer inside.
+    pixels: there is no `Rescaling` layer inside."""
 
-    Args:
-        alpha: width multiplier of the blocks.
-        dropout_rate: dropout before the classifier.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `BAMobileNetV3`.
-
-    Returns:
-        A functional `keras.Model`.
-
-    Example:
-    >>> model = BAMobileNetV3{kind}(classes=10, input_shape=(64, 64, 3))  # doctest: +SKIP
-    >>> model.output_shape  # doctest: +SKIP
-    (None, 10)
-    """
+# One row each in `registry.MODELS`; the examples are skipped in the suite (a
+# full-size model takes seconds to initialise); the tests build every variant
+# shapes-only.
 
 
-def _mobilenet_variant(kind, *args):
-    return BAMobileNetV3(kind, LAST_POINT_CHANNELS[kind], *args)
+def _variant(name, **kwargs):
+    return BAMobileNetV3(**registry.variant_arguments(name, kwargs))
 
 
-def BAMobileNetV3Small(
-    alpha=1.0,
-    dropout_rate=0.2,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_mobilenet_v3_small",
-):
-    return _mobilenet_variant(
-        "small",
-        alpha,
-        dropout_rate,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
+def BAMobileNetV3Small(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_mobilenet_v3_small", include_top=include_top, weights=weights, classes=classes, **kwargs
     )
 
 
-def BAMobileNetV3Large(
-    alpha=1.0,
-    dropout_rate=0.2,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=6,
-    data_format=None,
-    name="ba_mobilenet_v3_large",
-):
-    return _mobilenet_variant(
-        "large",
-        alpha,
-        dropout_rate,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
+def BAMobileNetV3Large(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_mobilenet_v3_large", include_top=include_top, weights=weights, classes=classes, **kwargs
     )
 
 
-for _kind, _function in (("Small", BAMobileNetV3Small), ("Large", BAMobileNetV3Large)):
-    _function.__doc__ = VARIANT_DOCSTRING.format(kind=_kind)
+for _function, _title in (
+    (BAMobileNetV3Small, "BA-MobileNetV3-Small"),
+    (BAMobileNetV3Large, "BA-MobileNetV3-Large"),
+):
+    registry.document_variant(_function, "BAMobileNetV3", _title, DESCRIPTION)

@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from keras_ba import _validation
-from keras_ba.applications import blocks, classifier
+from keras_ba.applications import blocks, classifier, registry
 from keras_ba.applications.backbone import Backbone, start
 from keras_ba.applications.preprocessing import (  # noqa: F401 (re-exported)
     IMAGENET_MEAN,
@@ -33,12 +33,14 @@ STEMS = {"imagenet": 32, "cifar": 8}  # stem name -> smallest input side
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
+# depth -> (block type, blocks per stage), read from the table of named models.
 RESNET_DEPTHS = {
-    18: ("basic", [2, 2, 2, 2]),
-    34: ("basic", [3, 4, 6, 3]),
-    50: ("bottleneck", [3, 4, 6, 3]),
-    101: ("bottleneck", [3, 4, 23, 3]),
-    152: ("bottleneck", [3, 8, 36, 3]),
+    int(entry.name[len("ba_resnet") :]): (
+        entry.arguments["block_type"],
+        entry.arguments["stackwise_num_blocks"],
+    )
+    for entry in registry.MODELS.values()
+    if entry.family == "resnet"
 }
 
 
@@ -364,193 +366,56 @@ def BAResNet(
 
 # === Named variants ===
 
-# Examples skipped in the test suite: a full-size model takes seconds to
-# initialise (more on JAX); the tests build every variant shapes-only.
-VARIANT_DOCSTRING = """Instantiates BA-ResNet-{depth} (`attention="bav1"` by default).
+DESCRIPTION = """The authors' ResNet (v1.5, {block_type} blocks {stackwise_num_blocks})
+    with Bridge Attention in every block; `attention="bav2"`, `"se"` or None
+    give the other variants with the same trunk. Takes images preprocessed
+    with `keras_ba.applications.preprocess_input` (RGB in [0, 255] ->
+    ImageNet mean/std, as in the authors' training)."""
 
-    The authors' ResNet-{depth} (v1.5, {block_type} blocks {blocks}) with
-    Bridge Attention in every block; `attention="bav2"`, `"se"` or None give
-    the other variants with the same trunk. Takes images preprocessed with
-    `keras_ba.applications.preprocess_input` (RGB in [0, 255] -> ImageNet
-    mean/std, as in the authors' training).
-
-    Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `BAResNet`.
-
-    Returns:
-        A functional `keras.Model`.
-
-    Example:
-    >>> model = BAResNet{depth}(classes=10, input_shape=(64, 64, 3))  # doctest: +SKIP
-    >>> model.output_shape  # doctest: +SKIP
-    (None, 10)
-    """
+# One row each in `registry.MODELS`; the examples are skipped in the suite (a
+# full-size model takes seconds to initialise); the tests build every variant
+# shapes-only.
 
 
-def _resnet_variant(depth, *args):
-    block_type, blocks_per_stage = RESNET_DEPTHS[depth]
-    return BAResNet(
-        blocks_per_stage, (64, 128, 256, 512), block_type, 64, "imagenet", None, 1, 64, *args
+def _variant(name, **kwargs):
+    return BAResNet(**registry.variant_arguments(name, kwargs))
+
+
+def BAResNet18(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnet18", include_top=include_top, weights=weights, classes=classes, **kwargs
     )
 
 
-def BAResNet18(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnet18",
+def BAResNet34(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnet34", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAResNet50(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnet50", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAResNet101(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnet101", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAResNet152(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnet152", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+for _function, _title in (
+    (BAResNet18, "BA-ResNet-18"),
+    (BAResNet34, "BA-ResNet-34"),
+    (BAResNet50, "BA-ResNet-50"),
+    (BAResNet101, "BA-ResNet-101"),
+    (BAResNet152, "BA-ResNet-152"),
 ):
-    return _resnet_variant(
-        18,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNet34(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnet34",
-):
-    return _resnet_variant(
-        34,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNet50(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnet50",
-):
-    return _resnet_variant(
-        50,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNet101(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnet101",
-):
-    return _resnet_variant(
-        101,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNet152(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnet152",
-):
-    return _resnet_variant(
-        152,
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-for _depth, _function in (
-    (18, BAResNet18),
-    (34, BAResNet34),
-    (50, BAResNet50),
-    (101, BAResNet101),
-    (152, BAResNet152),
-):
-    _block_type, _blocks = RESNET_DEPTHS[_depth]
-    _function.__doc__ = VARIANT_DOCSTRING.format(
-        depth=_depth,
-        block_type=_block_type,
-        blocks=_blocks,
-    )
+    registry.document_variant(_function, "BAResNet", _title, DESCRIPTION)

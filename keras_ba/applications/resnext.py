@@ -16,154 +16,63 @@ mean/std), as for BA-ResNet.
 Example:
 >>> RESNEXT_CONFIGS["50_32x4d"]
 ([3, 4, 6, 3], 32, 4)
+>>> BAResNeXt50_32x4d.__doc__.splitlines()[0]
+'Instantiates BA-ResNeXt-50 32x4d (`attention="bav1"` by default).'
 """
 
+from keras_ba.applications import registry
 from keras_ba.applications.resnet import BAResNet, preprocess_input
 
 __all__ = ["BAResNeXt50_32x4d", "BAResNeXt101_32x4d", "BAResNeXt101_32x8d", "preprocess_input"]
 
-# name -> (blocks per stage, groups, width per group)
+# name -> (blocks per stage, groups, width per group), read from the table of named models.
 RESNEXT_CONFIGS = {
-    "50_32x4d": ([3, 4, 6, 3], 32, 4),
-    "101_32x4d": ([3, 4, 23, 3], 32, 4),  # the authors' ba_resnext101
-    "101_32x8d": ([3, 4, 23, 3], 32, 8),
+    entry.name[len("ba_resnext") :]: (
+        entry.arguments["stackwise_num_blocks"],
+        entry.arguments["groups"],
+        entry.arguments["width_per_group"],
+    )
+    for entry in registry.MODELS.values()
+    if entry.family == "resnext"
 }
 
-VARIANT_DOCSTRING = """Instantiates BA-ResNeXt-{depth} ({groups}x{width}d, `attention="bav1"` by default).
-
-    torchvision's ResNeXt-{depth} {groups}x{width}d (bottleneck blocks
-    {blocks}, grouped 3x3 convs with {groups} groups of {width} channels
-    per group at the first stage) with Bridge Attention in every block;
-    `attention="bav2"`, `"se"` or None give the other variants. Takes
-    `preprocess_input` output (ImageNet mean/std).
-
-    Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `keras_ba.applications.resnet.BAResNet`.
-
-    Returns:
-        A functional `keras.Model`.
+DESCRIPTION = """torchvision's ResNeXt {groups}x{width_per_group}d (bottleneck blocks
+    {stackwise_num_blocks}, grouped 3x3 convs with {groups} groups of
+    {width_per_group} channels per group at the first stage) with Bridge
+    Attention in every block; `attention="bav2"`, `"se"` or None give the
+    other variants. Takes `preprocess_input` output (ImageNet mean/std).
 
     Reference:
         Xie et al., "Aggregated Residual Transformations for Deep Neural
         Networks", CVPR 2017; Zhao et al., "BA-Net: Bridge Attention for
-        Deep Convolutional Neural Networks", ECCV 2022.
-
-    Example:
-    >>> BAResNeXt{depth}_{groups}x{width}d(classes=10).output_shape  # doctest: +SKIP
-    (None, 10)
-    """
+        Deep Convolutional Neural Networks", ECCV 2022."""
 
 
-def _resnext_variant(key, *args):
-    blocks_per_stage, groups, width_per_group = RESNEXT_CONFIGS[key]
-    return BAResNet(
-        blocks_per_stage,
-        (64, 128, 256, 512),
-        "bottleneck",
-        64,
-        "imagenet",
-        None,
-        groups,
-        width_per_group,
-        *args,
+def _variant(name, **kwargs):
+    return BAResNet(**registry.variant_arguments(name, kwargs))
+
+
+def BAResNeXt50_32x4d(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnext50_32x4d", include_top=include_top, weights=weights, classes=classes, **kwargs
     )
 
 
-def BAResNeXt50_32x4d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnext50_32x4d",
+def BAResNeXt101_32x4d(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnext101_32x4d", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+def BAResNeXt101_32x8d(*, include_top=True, weights=None, classes=1000, **kwargs):
+    return _variant(
+        "ba_resnext101_32x8d", include_top=include_top, weights=weights, classes=classes, **kwargs
+    )
+
+
+for _function, _title in (
+    (BAResNeXt50_32x4d, "BA-ResNeXt-50 32x4d"),
+    (BAResNeXt101_32x4d, "BA-ResNeXt-101 32x4d"),
+    (BAResNeXt101_32x8d, "BA-ResNeXt-101 32x8d"),
 ):
-    return _resnext_variant(
-        "50_32x4d",
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNeXt101_32x4d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnext101_32x4d",
-):
-    return _resnext_variant(
-        "101_32x4d",
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-def BAResNeXt101_32x8d(
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    attention="bav1",
-    reduction=16,
-    data_format=None,
-    name="ba_resnext101_32x8d",
-):
-    return _resnext_variant(
-        "101_32x8d",
-        include_top,
-        weights,
-        input_tensor,
-        input_shape,
-        pooling,
-        classes,
-        classifier_activation,
-        attention,
-        reduction,
-        data_format,
-        name,
-    )
-
-
-for _key, _function in (
-    ("50_32x4d", BAResNeXt50_32x4d),
-    ("101_32x4d", BAResNeXt101_32x4d),
-    ("101_32x8d", BAResNeXt101_32x8d),
-):
-    _blocks, _groups, _width = RESNEXT_CONFIGS[_key]
-    _function.__doc__ = VARIANT_DOCSTRING.format(
-        depth=_key.split("_")[0], groups=_groups, width=_width, blocks=_blocks
-    )
+    registry.document_variant(_function, "BAResNet", _title, DESCRIPTION)

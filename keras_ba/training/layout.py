@@ -16,20 +16,19 @@ CPU).
 
 import keras
 
+from keras_ba.applications import registry
 from keras_ba.options import DATA_FORMATS
 
 TRANSPOSE_NAME = "to_channels_first"
-# Model names whose training is faster in channels_first under PyTorch (measured).
-CHANNELS_FIRST_FAMILIES = ("ba_resnet",)
 
 
 def resolve_data_format(setting="auto", model_name="", backend=None, has_gpu=None):
     """The layout `setting` means for the model `model_name` on `backend`.
 
     Args:
-        setting: `"auto"` (channels_first for the families of
-            `CHANNELS_FIRST_FAMILIES` under PyTorch, channels_last
-            otherwise), `"channels_last"` or `"channels_first"`.
+        setting: `"auto"` (channels_first under PyTorch for the models whose
+            row in the table of named models says `channels_first`, i.e.
+            measured faster; channels_last otherwise), `"channels_last"` or `"channels_first"`.
         model_name: the model's registered name, e.g. `"ba_resnet50"`.
         backend: a Keras backend name (default: the current one).
         has_gpu: whether TensorFlow sees a GPU (asked when needed).
@@ -51,7 +50,8 @@ def resolve_data_format(setting="auto", model_name="", backend=None, has_gpu=Non
         raise ValueError(f"`data_format` must be one of {DATA_FORMATS}. Received: {setting!r}.")
     backend = backend or keras.backend.backend()
     if setting == "auto":
-        faster = backend == "torch" and model_name.startswith(CHANNELS_FIRST_FAMILIES)
+        entry = registry.MODELS.get(model_name)
+        faster = backend == "torch" and entry is not None and entry.channels_first
         return "channels_first" if faster else "channels_last"
     if setting == "channels_first" and backend == "tensorflow":
         if has_gpu is None:

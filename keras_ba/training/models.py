@@ -1,10 +1,12 @@
 """Builds a classifier by name, with the size options of the command line.
 
-`ba_resnet{18,34,50,101,152}` resolve through `resnet_config` to the generic
-`BAResNet` builder, so that the stem (`"cifar"` for small images) and, for
-quick tests, the stage depths and widths can change (`custom_resnet`, also
-what `keras-ba convert` uses for reduced checkpoints); every other name
-resolves through `keras_ba.applications.get_model_builder`.
+Names are rows of the one table of named models
+(`keras_ba.applications.registry.MODELS`). The BA-ResNets (family
+`"resnet"`) resolve through `resnet_config` to the generic `BAResNet`
+builder, so that the stem (`"cifar"` for small images) and, for quick
+tests, the stage depths and widths can change (`custom_resnet`, also what
+`keras-ba convert` uses for reduced checkpoints); every other name resolves
+through `keras_ba.applications.get_model_builder`.
 
 Example:
 >>> model = build_model("ba_resnet18", classes=10, image_size=16,
@@ -14,16 +16,14 @@ Example:
 """
 
 import dataclasses
-import re
 
-from keras_ba.applications import get_model_builder, resnet
+from keras_ba.applications import registry, resnet
 from keras_ba.errors import WorkflowError
 from keras_ba.options import NO_ATTENTION, STEMS
 from keras_ba.training import layout
 
-RESNET_NAME = re.compile(r"ba_resnet(\d+)$")
 SMALL_IMAGE_SIDE = 128  # below this, "auto" picks the CIFAR stem
-RESNET_WIDTHS = (64, 128, 256, 512)
+RESNET_WIDTHS = registry.RESNET_WIDTHS
 
 
 def resnet_config(name):
@@ -33,11 +33,10 @@ def resnet_config(name):
     >>> resnet_config("ba_resnet50"), resnet_config("ba_efficientnet_b0")
     (('bottleneck', [3, 4, 6, 3]), None)
     """
-    match = RESNET_NAME.match(name)
-    if not match or int(match.group(1)) not in resnet.RESNET_DEPTHS:
+    entry = registry.MODELS.get(name)
+    if entry is None or entry.family != "resnet":
         return None
-    block_type, blocks = resnet.RESNET_DEPTHS[int(match.group(1))]
-    return block_type, list(blocks)
+    return entry.arguments["block_type"], list(entry.arguments["stackwise_num_blocks"])
 
 
 def custom_resnet(
@@ -209,7 +208,7 @@ def check_model_name(name):
     'BAResNet50'
     """
     try:
-        return get_model_builder(name)
+        return registry.get_model_builder(name)
     except ValueError as error:
         raise WorkflowError(str(error)) from None
 

@@ -22,7 +22,8 @@ def lazy_exports(package, exports):
 
     Args:
         package: the package's dotted name (for error messages).
-        exports: public name -> dotted module that defines it.
+        exports: public name -> dotted module that defines it (a
+            submodule `package.name` exports itself).
 
     Example:
     >>> getattr_, _, _ = lazy_exports("demo", {"pi": "math"})
@@ -34,6 +35,8 @@ def lazy_exports(package, exports):
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if module == f"{package}.{name}":  # a submodule
+            return importlib.import_module(module)
         return getattr(importlib.import_module(module), name)
 
     def __dir__():
