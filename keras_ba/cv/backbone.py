@@ -26,6 +26,8 @@ import re
 import keras
 import keras_cv
 
+from keras_ba import _keras_compat
+
 LEVEL_PATTERN = re.compile(r"^P([1-9])$")
 
 
@@ -187,7 +189,7 @@ class BABackbone(keras_cv.models.Backbone):
         pyramid = {level: available[level] for level in sorted(levels)}
         names = {}
         for level, tensor in pyramid.items():
-            layer = tensor._keras_history.operation
+            layer = _keras_compat.producing_layer(tensor)
             if (
                 not isinstance(layer, keras.layers.Layer)
                 or backbone.get_layer(layer.name) is not layer

@@ -3,7 +3,7 @@
 import keras
 from keras import layers, ops
 
-from keras_ba import _validation
+from keras_ba import _keras_compat, _validation
 from keras_ba.layers import _utils
 from keras_ba.layers._channel_attention import ChannelAttentionBase, project
 
@@ -191,7 +191,7 @@ class BridgeAttention(ChannelAttentionBase):
         norms = self.squeeze_norms
         return all(
             type(norm) is layers.BatchNormalization
-            and "_moments" not in vars(norm)
+            and not _keras_compat.has_replaced_moments(norm)
             and not getattr(norm, "renorm", False)
             and not norm.synchronized
             and norm.trainable == norms[0].trainable

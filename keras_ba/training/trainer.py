@@ -27,6 +27,7 @@ import time
 
 import keras
 
+from keras_ba import _keras_compat
 from keras_ba.data import pipeline as data
 from keras_ba.errors import WorkflowError
 from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
@@ -418,11 +419,7 @@ def record_jit_request(model, jit_compile):
     >>> record_jit_request(model, "auto"); model.get_compile_config()["jit_compile"]
     'auto'
     """
-    # Keras keeps the compile arguments in `_compile_config` (a SerializableDict
-    # with a `config` dict) since 3.0; there is no public setter.
-    config = getattr(getattr(model, "_compile_config", None), "config", None)
-    if isinstance(config, dict):
-        config["jit_compile"] = jit_compile
+    _keras_compat.set_compile_argument(model, "jit_compile", jit_compile)
 
 
 def _print_plan(model, recipe, splits, steps, setup, precision, paths, initial_epoch, log, group):

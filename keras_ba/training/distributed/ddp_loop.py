@@ -42,6 +42,7 @@ import contextlib
 import keras
 import numpy as np
 
+from keras_ba import _keras_compat
 from keras_ba.training.distributed import launch as multiprocess
 
 
@@ -118,12 +119,12 @@ def _all_reduce_sum(tensor):
 def _synchronized_moments(layer, group):
     import torch
 
-    original = layer._moments
+    original = _keras_compat.original_moments(layer)
 
     def moments(inputs, mask):
         if mask is not None:
             return original(inputs, mask)
-        axes = tuple(layer._reduction_axes)
+        axes = _keras_compat.reduction_axes(layer)
         mean = torch.mean(inputs, dim=axes)
         mean_square = torch.mean(torch.square(inputs), dim=axes)
         both = _all_reduce_sum(torch.cat([mean, mean_square])) / group.num_processes
@@ -148,19 +149,19 @@ def synchronized_batch_norm(model, group):
     """
     layers = [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _keras_compat.all_sublayers(model)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     if not group.is_multi or not layers:
         yield
         return
     for layer in layers:
-        layer.__dict__["_moments"] = _synchronized_moments(layer, group)
+        _keras_compat.replace_moments(layer, _synchronized_moments(layer, group))
     try:
         yield
     finally:
         for layer in layers:
-            layer.__dict__.pop("_moments", None)
+            _keras_compat.restore_moments(layer)
 
 
 # === The loop ===
@@ -171,12 +172,14 @@ def _train_step(model, network, x, y, group):
 
     y_pred = network(x, training=True)
     model.zero_grad()
-    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=True)
+    loss = _keras_compat.compute_loss(model, x, y, y_pred, training=True)
     model.optimizer.scale_loss(loss).backward()
     weights = model.trainable_weights[:]
     with torch.no_grad():
         model.optimizer.apply([v.value.grad for v in weights], weights)
-    model._loss_tracker.update_state(_all_reduce_mean(loss, group), sample_weight=x.shape[0])
+    _keras_compat.loss_tracker(model).update_state(
+        _all_reduce_mean(loss, group), sample_weight=x.shape[0]
+    )
     return model.compute_metrics(x, y, y_pred, sample_weight=None)
 
 
@@ -185,8 +188,8 @@ def _test_step(model, x, y):
 
     with torch.no_grad():
         y_pred = model(x, training=False)
-        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=False)
-        model._loss_tracker.update_state(loss, sample_weight=x.shape[0])
+        loss = _keras_compat.compute_loss(model, x, y, y_pred, training=False)
+        _keras_compat.loss_tracker(model).update_state(loss, sample_weight=x.shape[0])
         return model.compute_metrics(x, y, y_pred, sample_weight=None)
 
 
@@ -249,7 +252,7 @@ def fit(
     # Like fit: one iterator to build the metrics, a fresh one to train (a
     # seeded `shuffle(reshuffle_each_iteration=True)` draws its order per
     # iterator, so this keeps the batches of `fit`).
-    model._symbolic_build(data_batch=_to_tensors(next(train_ds.as_numpy_iterator())))
+    _keras_compat.symbolic_build(model, _to_tensors(next(train_ds.as_numpy_iterator())))
     iterator = train_ds.as_numpy_iterator()
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
