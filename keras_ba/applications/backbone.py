@@ -62,6 +62,25 @@ def start(attention, reduction, image_shape, input_tensor, data_format, min_size
     return Start(images, inputs, attention, reduction, image_shape, data_format)
 
 
+def check_no_input_shape(class_name, kwargs):
+    """Refuses keras.applications' `input_shape=`: backbones take `image_shape=`.
+
+    Keras' `Model` accepts and ignores `input_shape`, which would give an
+    unsized backbone without a word.
+
+    Example:
+    >>> check_no_input_shape("BAResNetBackbone", {"input_shape": (64, 64, 3)})
+    Traceback (most recent call last):
+    ...
+    ValueError: BAResNetBackbone takes `image_shape=` (keras-hub's name), not `input_shape=`: pass image_shape=(64, 64, 3).
+    """
+    if "input_shape" in kwargs:
+        raise ValueError(
+            f"{class_name} takes `image_shape=` (keras-hub's name), not `input_shape=`: "
+            f"pass image_shape={tuple(kwargs['input_shape'])}."
+        )
+
+
 class Backbone(keras.Model):
     """Base class of the keras_ba backbones (not registered itself).
 
@@ -78,6 +97,7 @@ class Backbone(keras.Model):
     """
 
     def __init__(self, begin, outputs, pyramid_outputs, dtype=None, **kwargs):
+        check_no_input_shape(type(self).__name__, kwargs)
         super().__init__(inputs=begin.inputs, outputs=outputs, **kwargs)
         self.pyramid_outputs = pyramid_outputs
         self.attention = begin.attention
