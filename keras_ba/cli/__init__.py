@@ -22,6 +22,9 @@ import os
 import pkgutil
 import sys
 
+# The Keras backends keras_ba runs on (KERAS_BACKEND), checked before any import.
+BACKENDS = ("tensorflow", "jax", "torch")
+
 # Hides TensorFlow's C++ INFO, WARNING and ERROR log lines (e.g. "failed call to
 # cuInit" on machines without a GPU); failures still raise Python exceptions.
 QUIET_TF_LOG_LEVEL = "3"
@@ -42,6 +45,56 @@ def command_modules():
     )
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to read more.
+
+    argparse prints the whole usage (dozens of lines for `train`) before a
+    wrong flag's message; here the message comes alone, with a pointer to
+    `--help`.
+
+    Example:
+    >>> import contextlib, io
+    >>> parser = ArgumentParser(prog="keras-ba train")
+    >>> _ = parser.add_argument("--epochs", type=int)
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     try:
+    ...         parser.parse_args(["--epochs", "x"])
+    ...     except SystemExit as exit:
+    ...         print(exit.code)
+    2
+    >>> err.getvalue()
+    "keras-ba train: error: argument --epochs: invalid int value: 'x' (see keras-ba train --help)\n"
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def check_backend_variable(environ=None):
+    """The one-line error for a `KERAS_BACKEND` keras_ba cannot run on, else None.
+
+    Checked before Keras is imported (Keras' own message is a long traceback).
+
+    Example:
+    >>> check_backend_variable({"KERAS_BACKEND": "pytorch"})
+    "keras-ba: error: KERAS_BACKEND='pytorch' is not a backend keras_ba runs on: set it to tensorflow, jax or torch (did you mean 'torch'?)."
+    >>> check_backend_variable({"KERAS_BACKEND": "jax"}) is None
+    True
+    """
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    backend = environ.get("KERAS_BACKEND")
+    if backend is None or backend in BACKENDS:
+        return None
+    close = difflib.get_close_matches(backend.lower(), BACKENDS, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"keras-ba: error: KERAS_BACKEND={backend!r} is not a backend keras_ba runs on: "
+        f"set it to {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}{hint}."
+    )
+
+
 def build_parser():
     """The `keras-ba` argument parser with every command.
 
@@ -49,7 +102,7 @@ def build_parser():
     >>> build_parser().parse_args(["evaluate", "m.keras"]).command
     'evaluate'
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="keras-ba",
         description="Bridge Attention models for Keras 3: train, evaluate, "
         "predict, export and convert the authors' PyTorch checkpoints.",
@@ -125,6 +178,10 @@ def quiet_tensorflow_start(needs_tensorflow=False):
 
 def main(argv=None):
     """Runs `keras-ba`; returns the process exit code."""
+    problem = check_backend_variable()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

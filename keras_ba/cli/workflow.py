@@ -21,6 +21,7 @@ from keras_ba.extras import MissingExtraError
 from keras_ba.options import (
     CACHE_MODES,
     DATA_FORMATS,
+    DEVICES,
     DIGITS,
     DISTRIBUTE_MODES,
     EXPORT_FORMATS,
@@ -190,6 +191,13 @@ def _add_train(subparsers):
         help="; ".join(f"{k}: {v}" for k, v in DISTRIBUTE_MODES.items()),
     )
     run.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="which device trains: gpu (an error without one), cpu (GPUs hidden), or "
+        "auto (what the backend finds); the banner names it",
+    )
+    run.add_argument(
         "--devices",
         type=int,
         help="split the CPU into N devices (to try --distribute on one machine)",
@@ -256,6 +264,7 @@ def _add_model_flags(parser):
     group.add_argument(
         "--model",
         default="ba_resnet18",
+        type=model_name,
         help="model name, e.g. ba_resnet18, ba_resnet50 (keras_ba.applications."
         "list_models()); default: ba_resnet18",
     )
@@ -317,7 +326,32 @@ def _add_recipe_flags(parser):
         group.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
+def model_name(name):
+    """argparse type of `--model`: a name of the table of named models.
+
+    Checked before Keras or TensorFlow is imported, with the closest names.
+
+    Example:
+    >>> model_name("ba_resnet50")
+    'ba_resnet50'
+    >>> model_name("ba_resnet5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: Unknown model name 'ba_resnet5' (did you mean 'ba_resnet50'...
+    """
+    from keras_ba.applications import registry
+
+    if name not in registry.MODELS:
+        raise argparse.ArgumentTypeError(registry.unknown_model_message(name))
+    return name
+
+
 def _train(args):
+    from keras_ba.training import devices
+
+    devices.hide_gpus_if_asked(args.device)  # before the backend starts
+    import keras
+
     from keras_ba.training import compilation_cache, trainer
     from keras_ba.training.distributed import launch as multiprocess
 
@@ -347,6 +381,7 @@ def _train(args):
     source = DataSource(
         args.data, args.validation_split, args.split_seed, args.limit, args.tfds_data_dir
     )
+    print(devices.describe_devices(args.device, keras.backend.backend()), flush=True)
     result = trainer.train(
         spec,
         source,

@@ -197,7 +197,7 @@ def train(
     if group.is_chief:
         run_folder.prepare_output_dir(paths.root)
     # Strategies first: MultiWorkerMirroredStrategy must exist before any TF op.
-    setup = distribute.setup_distribution(mode, processes=group.num_processes)
+    setup = distribute.setup_distribution(mode, processes=group.num_processes, log=log)
     try:
         keras.utils.set_random_seed(seed)
         splits = data.load_splits(source, recipe.load_size())

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 
 import keras
 
@@ -160,7 +161,7 @@ class Distribution:
             keras.distribution.set_distribution(None)
 
 
-def setup_distribution(mode, backend=None, processes=1):
+def setup_distribution(mode, backend=None, processes=1, log=None):
     """Creates the strategy or sets the global Keras distribution for `mode`.
 
     Call after `configure_devices` and before building the model; build and
@@ -171,6 +172,7 @@ def setup_distribution(mode, backend=None, processes=1):
             `TF_CONFIG` is set).
         backend: backend name; default `keras.backend.backend()`.
         processes: the processes of the group (`ddp`: one replica each).
+        log: where a warning goes (`mirrored` on one device); default stderr.
 
     Returns:
         A `Distribution`; call its `close()` when training ends.
@@ -199,8 +201,29 @@ def setup_distribution(mode, backend=None, processes=1):
     if mode == "multi-worker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
-        strategy = tf.distribute.MirroredStrategy(_mirrored_devices(tf))
+        devices = _mirrored_devices(tf)
+        if len(devices) < 2:
+            (log or _stderr)(single_device_warning(devices))
+        strategy = tf.distribute.MirroredStrategy(devices)
     return Distribution(mode, strategy.num_replicas_in_sync, strategy)
+
+
+def _stderr(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def single_device_warning(devices):
+    """What `mirrored` on one device says (it trains, on one replica).
+
+    Example:
+    >>> single_device_warning(["/job:localhost/replica:0/task:0/device:CPU:0"])[:60]
+    'warning: `distribute_mode=mirrored` found one device (/job:l'
+    """
+    return (
+        f"warning: `distribute_mode=mirrored` found one device ({', '.join(devices)}): "
+        "training on one replica, as without it. Use a machine with several GPUs, or "
+        "`devices=N` to split the CPU (to try the distributed path)."
+    )
 
 
 def _mirrored_devices(tf):
