@@ -475,7 +475,11 @@ def test_analyze_command_writes_a_complete_report(digits_run, tmp_path, capsys):
     rows = summary["bridge_importance"][0]["rows"]
     assert len(rows) == 4 and all(abs(row["S1"] + row["S2"] - 1) < 1e-6 for row in rows)
     with Image.open(output / "overlays" / "gradcam_2.png") as image:
-        assert image.size == (16, 16)
+        # 16 px inputs shown at 128 px: nearest-neighbour, each input pixel an 8x8 square
+        assert image.size == (128, 128)
+        pixels = np.asarray(image.convert("RGB"))
+    np.testing.assert_array_equal(pixels, np.repeat(np.repeat(pixels[::8, ::8], 8, 0), 8, 1))
+    assert "width:128px" in (output / "index.html").read_text()
     assert summary["model"]["accuracy"] > 0.3
     # A rerun replaces the previous report; no temporary folder remains.
     assert (

@@ -306,6 +306,29 @@ def _explain_in_subprocess(model_path, images, methods, classes, options):
             return {method: result[method] for method in methods}
 
 
+OVERLAY_SIDE = 128  # the report shows overlays at least this large (pixels)
+
+
+def upscale_nearest(image, min_side=OVERLAY_SIDE):
+    """Repeats pixels (nearest neighbour) until the shorter side is >= `min_side`.
+
+    A 32x32 digit's overlay is too small to read; an integer factor keeps
+    every pixel a sharp square (no interpolation that invents detail).
+
+    Example:
+    >>> import numpy as np
+    >>> upscale_nearest(np.zeros((32, 40, 3), "uint8")).shape
+    (128, 160, 3)
+    >>> upscale_nearest(np.zeros((200, 200, 3), "uint8")).shape
+    (200, 200, 3)
+    """
+    image = np.asarray(image)
+    factor = -(-min_side // min(image.shape[:2]))  # ceil
+    if factor <= 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
 def overlay(image, cam, alpha=0.45, colormap="jet"):
     """Blends a saliency map onto an image.
 
