@@ -67,9 +67,10 @@ def all_sublayers(model):
 
     Example:
     >>> import keras
-    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    >>> inputs = keras.Input((2,), name="x")
+    >>> model = keras.Model(inputs, keras.layers.Dense(1, name="d")(inputs))
     >>> [layer.name for layer in all_sublayers(model)]
-    ['d']
+    ['x', 'd']
     """
     return list(model._flatten_layers(include_self=False))
 

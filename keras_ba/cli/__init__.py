@@ -187,6 +187,9 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    check = getattr(args, "check", None)  # cheap checks, before TensorFlow starts
+    if check is not None and check(args):
+        return 1
     quiet_tensorflow_start(getattr(args, "needs_tensorflow", False))
     return args.func(args) or 0
 

@@ -107,8 +107,13 @@ def _handler(function):
     return run
 
 
-def _set_command(parser, function):
-    parser.set_defaults(func=_handler(function), command_parser=parser, needs_tensorflow=True)
+def _set_command(parser, function, check=None):
+    parser.set_defaults(
+        func=_handler(function),
+        check=_handler(check) if check else None,
+        command_parser=parser,
+        needs_tensorflow=True,
+    )
 
 
 def _common(parser):
@@ -232,7 +237,7 @@ def _add_train(subparsers):
         "configuration (its run files are removed first)",
     )
     _common(parser)
-    _set_command(parser, _train)
+    _set_command(parser, _train, check=_check_train)
 
 
 def _add_multiprocess_flags(parser):
@@ -264,7 +269,6 @@ def _add_model_flags(parser):
     group.add_argument(
         "--model",
         default="ba_resnet18",
-        type=model_name,
         help="model name, e.g. ba_resnet18, ba_resnet50 (keras_ba.applications."
         "list_models()); default: ba_resnet18",
     )
@@ -326,24 +330,19 @@ def _add_recipe_flags(parser):
         group.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
-def model_name(name):
-    """argparse type of `--model`: a name of the table of named models.
-
-    Checked before Keras or TensorFlow is imported, with the closest names.
+def _check_train(args):
+    """Checks of `train` that need no Keras: they answer before TensorFlow starts.
 
     Example:
-    >>> model_name("ba_resnet50")
-    'ba_resnet50'
-    >>> model_name("ba_resnet5")
+    >>> _check_train(argparse.Namespace(model="ba_resnet5", device="auto"))
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: Unknown model name 'ba_resnet5' (did you mean 'ba_resnet50'...
+    keras_ba.errors.WorkflowError: Unknown model name 'ba_resnet5' (did you mean 'ba_resnet50'...
     """
     from keras_ba.applications import registry
 
-    if name not in registry.MODELS:
-        raise argparse.ArgumentTypeError(registry.unknown_model_message(name))
-    return name
+    if args.model not in registry.MODELS:
+        raise WorkflowError(registry.unknown_model_message(args.model))
 
 
 def _train(args):
