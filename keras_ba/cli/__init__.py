@@ -62,8 +62,8 @@ class ArgumentParser(argparse.ArgumentParser):
     ...     except SystemExit as exit:
     ...         print(exit.code)
     2
-    >>> err.getvalue()
-    "keras-ba train: error: argument --epochs: invalid int value: 'x' (see keras-ba train --help)\n"
+    >>> print(err.getvalue().strip())
+    keras-ba train: error: argument --epochs: invalid int value: 'x' (see keras-ba train --help)
     """
 
     def error(self, message):
