@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import BACKEND, REPO_ROOT, only_in
 
-DOCS_PASS = only_in(
-    "jax", reason="the documents are backend-independent: checked once, in the JAX pass"
+pytestmark = only_in(
+    "jax",
+    reason="the documents are backend-independent: checked once, in the JAX pass (the "
+    "Quick start runs there under JAX; the layers and models it uses are tested on every backend)",
 )
 README = REPO_ROOT / "README.md"
 DOCUMENTS = sorted([README, REPO_ROOT / "CONTRIBUTING.md", *(REPO_ROOT / "docs").rglob("*.md")])
@@ -77,26 +79,22 @@ def quick_start(text):
     return block.group(1)
 
 
-@DOCS_PASS
 def test_readme_is_short():
     lines = README.read_text(encoding="utf-8").count("\n")
     assert lines <= 300, f"README.md has {lines} lines; move the details into docs/"
 
 
-@DOCS_PASS
 def test_documents_are_found():
     names = {path.relative_to(REPO_ROOT).as_posix() for path in DOCUMENTS}
     assert {"README.md", "CONTRIBUTING.md", "docs/index.md", "docs/api/layers.md"} <= names
 
 
-@DOCS_PASS
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
 def test_links_point_to_repository_files(path):
     broken = [t for t in link_targets(path) if t and not resolves_inside(path.parent, t)]
     assert not broken, f"{path.name}: links to missing files or outside the repository: {broken}"
 
 
-@DOCS_PASS
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
 def test_repository_paths_exist(path):
     text = path.read_text(encoding="utf-8")
@@ -112,7 +110,6 @@ def test_repository_paths_exist(path):
     assert not missing, f"{path.name} names files that are not in the repository: {missing}"
 
 
-@DOCS_PASS
 def test_checks_catch_a_broken_link_and_a_missing_path(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
@@ -128,12 +125,10 @@ def test_checks_catch_a_broken_link_and_a_missing_path(tmp_path):
     assert path_spans(page) == ["tests/conftest.py", "tests/no_such_module.py", "docs/speed/*.md"]
 
 
-@DOCS_PASS
 @pytest.mark.slow
 def test_site_builds_strictly(tmp_path):
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
-    if mkdocs is None:
-        pytest.skip('mkdocs is not installed: pip install -e ".[docs]"')
+    assert mkdocs, 'mkdocs is not installed: pip install -e ".[docs]" (part of ".[all]")'
     result = subprocess.run(
         [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
         cwd=REPO_ROOT,
