@@ -8,6 +8,7 @@ runs through a tiny grouped BAResNet from the same general builder.
 import keras
 import numpy as np
 import pytest
+from classifier_contract import run_classifier_contract
 from conftest import SHAPES_PASS, shapes_only, spec_attention_params, trainable_count
 from model_contract import run_backbone_contract
 
@@ -119,10 +120,9 @@ def test_preprocess_input_is_the_resnet_convention():
 # === Tiny grouped model: training, serialization, precision ===
 
 
-def test_tiny_output_shapes():
-    assert shapes_only(tiny).output_shape == (None, 3)
-    assert shapes_only(tiny, include_top=False).output_shape == (None, 8, 8, 64)
-    assert shapes_only(tiny, include_top=False, pooling="max").output_shape == (None, 64)
+def test_classifier_contract(tmp_path):
+    x, _ = data()
+    run_classifier_contract(tiny, x, 3, (8, 8, 64), "conv2_block1_ba", tmp_path)
 
 
 def test_backbone_contract(tmp_path):
