@@ -159,21 +159,47 @@ def forward(model, inputs, training=False):
     return keras.tree.map_structure(np.asarray, outputs)
 
 
-def run_python(code, backend=None, env=None, timeout=600, cwd=None):
-    """Runs `code` in a fresh interpreter; returns CompletedProcess.
+def run_command(command, backend=None, env=None, timeout=600, cwd=None, clean=False):
+    """The tests' one way to run a process to completion; returns CompletedProcess.
 
-    Used for anything process-global (another backend, device counts) and
-    to prove that files load in a process that only imports keras_ba.
+    Args:
+        command: the argument list (`[sys.executable, "-c", code]`, a CLI...).
+        backend: its KERAS_BACKEND (default: this pass's); None with
+            `clean` to leave it unset.
+        env: variables to add (a value of None removes the variable).
+        timeout: seconds before the test fails.
+        cwd: its working folder (default: the repository).
+        clean: start from this process's environment without PYTHONPATH and
+            TF_CPP_MIN_LOG_LEVEL (as a user's shell would), instead of
+            keeping TensorFlow's C++ logs quiet.
     """
     full_env = dict(os.environ)
-    full_env["KERAS_BACKEND"] = backend or BACKEND
-    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    full_env.update(env or {})
+    if clean:
+        full_env.pop("PYTHONPATH", None)
+        full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    else:
+        full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if backend is not None or not clean:
+        full_env["KERAS_BACKEND"] = backend or BACKEND
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run(
-        [sys.executable, "-c", code],
+        [str(part) for part in command],
         capture_output=True,
         text=True,
         env=full_env,
         timeout=timeout,
         cwd=cwd or REPO_ROOT,
     )
+
+
+def run_python(code, backend=None, env=None, timeout=600, cwd=None):
+    """Runs `code` in a fresh interpreter (`run_command`); returns CompletedProcess.
+
+    Used for anything process-global (another backend, device counts) and
+    to prove that files load in a process that only imports keras_ba.
+    """
+    return run_command([sys.executable, "-c", code], backend, env, timeout, cwd)

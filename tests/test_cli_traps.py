@@ -5,34 +5,36 @@ device, an explicit warning), and the cheap checks answer before
 TensorFlow starts. Backend-independent: they run in one pass.
 """
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, only_in, run_python
+from conftest import only_in, run_command, run_python
 
 pytestmark = only_in("torch", reason="command-line checks: backend-independent")
 
 BIN = Path(sys.executable).parent
-TRAIN = ["--model", "ba_resnet18", "--depths", "1", "1", "1", "1", "--widths", "8", "16", "32", "64"]
+TRAIN = [
+    "--model",
+    "ba_resnet18",
+    "--depths",
+    "1",
+    "1",
+    "1",
+    "1",
+    "--widths",
+    "8",
+    "16",
+    "32",
+    "64",
+]
 TRAIN += ["--data", "digits", "--limit", "64", "--epochs", "1", "--batch-size", "16"]
 
 
 def keras_ba(args, tmp_path, **env):
-    environ = dict(os.environ, KERAS_BACKEND=BACKEND)
-    environ.update(env)
     start = time.time()
-    result = subprocess.run(
-        [str(BIN / "keras-ba"), *args],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    result = run_command([BIN / "keras-ba", *args], env=env, timeout=300, cwd=tmp_path)
     return result, time.time() - start
 
 

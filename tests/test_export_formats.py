@@ -15,13 +15,12 @@ their backend on a tiny model. Bad input is checked on every backend.
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
+from conftest import BACKEND, run_command
 
 from keras_ba.applications import BAEfficientNetB0, BAMobileNetV3Small, BAResNet18
 from keras_ba.cli import main
@@ -121,14 +120,11 @@ def run_runtime(format, path, batches, tmp_path):
     inputs, outputs = tmp_path / "inputs.npz", tmp_path / "outputs.npz"
     np.savez(inputs, **batches)
     code = ONNX_RUNNER if format == "onnx" else LITERT_RUNNER
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # runtime + NumPy only
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(path), str(inputs), str(outputs)],
-        capture_output=True,
-        text=True,
-        env=env,
+    result = run_command(  # runtime + NumPy only: no PYTHONPATH
+        [sys.executable, "-c", code, path, inputs, outputs],
+        env={"PYTHONPATH": None},
         timeout=300,
-        cwd=str(tmp_path),
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(np.load(outputs)), json.loads(result.stdout.strip().splitlines()[-1])
@@ -278,13 +274,11 @@ def test_quantized_litert_agrees_with_the_trained_digits_model(tmp_path, capsys)
     path = str(tmp_path / "digits.keras")
     # TF 2.21's oneDNN kernels crashed (double free) in fit() of small CNNs on this
     # machine; the training is only the fixture, so it runs without them.
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_ENABLE_ONEDNN_OPTS="0")
-    trained = subprocess.run(
+    trained = run_command(
         [sys.executable, "-c", TRAIN_DIGITS, path],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+        backend="tensorflow",
+        env={"TF_ENABLE_ONEDNN_OPTS": "0"},
+        cwd=os.getcwd(),
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     accuracy = float(trained.stdout.split("ACCURACY")[-1])

@@ -12,7 +12,6 @@ finished run then serves evaluate, predict, export and the rerun checks.
 import json
 import os
 import signal
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, only_in, run_python
+from conftest import BACKEND, only_in, run_command, run_python
 from workflow_helpers import TINY_MODEL, cli, jax_cache_env
 
 from keras_ba.applications import preprocess_input
@@ -323,11 +322,8 @@ def test_export_serves_the_same_probabilities(run, tmp_path):
     assert os.stat(version).st_mode & 0o055 == 0o055 & ~_umask()  # not mkdtemp's 0700
 
     if BACKEND == "tensorflow":  # TF Serving's view of the file; the same file in every pass
-        shown = subprocess.run(
-            [str(BIN / "saved_model_cli"), "show", "--dir", str(version), "--all"],
-            capture_output=True,
-            text=True,
-            timeout=300,
+        shown = run_command(
+            [BIN / "saved_model_cli", "show", "--dir", version, "--all"], timeout=300
         )
         assert shown.returncode == 0, shown.stderr[-2000:]
         assert "signature_def['serving_default']" in shown.stdout
@@ -509,12 +505,8 @@ def test_library_errors_become_flags_on_the_command_line(tmp_path, capsys):
 @pytest.mark.skipif(BACKEND != "torch", reason="backend-independent: runs in the PyTorch pass")
 def test_unknown_model_fails_in_a_real_process(tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run(
-        [str(BIN / "keras-ba"), "train", "--model", "ba_resnet7", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND=BACKEND),
+    result = run_command(
+        [BIN / "keras-ba", "train", "--model", "ba_resnet7", "--output", out], timeout=300
     )
     assert result.returncode == 1
     assert "Unknown model name 'ba_resnet7'" in result.stderr and "ba_resnet50" in result.stderr

@@ -5,10 +5,9 @@ reason); the file checks are instant and run everywhere.
 """
 
 import re
-import subprocess
 
 import pytest
-from conftest import BACKEND, REPO_ROOT, run_python
+from conftest import BACKEND, REPO_ROOT, run_command, run_python
 
 HEAVY = ("keras", "tensorflow", "jax", "torch", "keras_cv", "sklearn", "matplotlib", "tf_keras_vis")
 
@@ -92,14 +91,11 @@ def test_readme_and_ci_install_from_the_clone():
 def test_export_output_is_git_ignored():
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    result = subprocess.run(
-        ["git", "check-ignore", "-q", "serving/ba_resnet18/1/saved_model.pb"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        timeout=60,
+    result = run_command(
+        ["git", "check-ignore", "-q", "serving/ba_resnet18/1/saved_model.pb"], timeout=60
     )
     if result.returncode == 128:
-        pytest.skip(f"git cannot answer here: {result.stderr.decode()[-200:]}")
+        pytest.skip(f"git cannot answer here: {result.stderr[-200:]}")
     assert result.returncode == 0, "serving/ (written by keras-ba export) is not git-ignored"
 
 

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from conftest import BACKEND
+from conftest import BACKEND, run_command
 
 TINY_MODEL = ["--model", "ba_resnet18", "--depths", "1", "1", "1", "1"]
 TINY_MODEL += ["--widths", "8", "16", "32", "64"]
@@ -129,12 +129,10 @@ def cli_env(env=None, kill_at=None):
 
 def cli(args, env=None, kill_at=None, timeout=600):
     """Runs `keras-ba ARGS` in a fresh process on the current backend."""
-    return subprocess.run(
-        cli_command(kill_at) + list(args),
-        capture_output=True,
-        text=True,
-        env=cli_env(env, kill_at),
-        timeout=timeout,
+    # as a user runs it: keras-ba keeps TensorFlow quiet itself
+    extra = {**(env or {}), "KBA_TEST_KILL_AT": kill_at, "TF_CPP_MIN_LOG_LEVEL": None}
+    return run_command(
+        cli_command(kill_at) + list(args), env=extra, timeout=timeout, cwd=os.getcwd()
     )
 
 
