@@ -41,9 +41,34 @@ SCHEDULED_FIRST = (
 )
 
 
+# Modules that train, export, convert files or start processes in most of
+# their tests: marked `slow` as a whole (single tests elsewhere carry
+# `@pytest.mark.slow`). The fast tier, `-m "not slow"` on one backend, is
+# for everyday work; CI runs everything on every backend.
+SLOW_MODULES = (
+    "test_workflow.py",
+    "test_workflow_kill.py",
+    "test_workflow_distribute.py",
+    "test_workflow_data.py",
+    "test_multiprocess.py",
+    "test_export_formats.py",
+    "test_cv.py",
+    "test_analysis.py",
+    "test_convert_cli.py",
+    "test_compilation_cache.py",
+    "test_benchmarks.py",
+    "test_docs_site.py",
+    "test_kerashub.py",
+    "test_reliability.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Puts the modules of `SCHEDULED_FIRST` first, in that order (the rest
-    keep their order)."""
+    """Marks the tests of `SLOW_MODULES` `slow`; puts the modules of
+    `SCHEDULED_FIRST` first, in that order (the rest keep their order)."""
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
     rank = {name: index for index, name in enumerate(SCHEDULED_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 

@@ -321,6 +321,7 @@ def test_pyramid_outputs_at_two_sizes_and_both_data_formats():
     check_pyramid_shapes(build, expected)
 
 
+@pytest.mark.slow
 def test_keras_file_loads_under_another_backend(tmp_path):
     if BACKEND != "jax":
         pytest.skip(

@@ -327,6 +327,7 @@ def test_builds_and_trains_under_mixed_precision(policy):
 # === Saving and loading ===
 
 
+@pytest.mark.slow
 def test_keras_file_loads_under_another_backend(tmp_path):
     """Saved here, loaded in a fresh process (only `import keras_ba`) under
     another backend, then fit. The families share the work in a cycle, so
