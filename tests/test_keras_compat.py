@@ -7,7 +7,6 @@ public API says.
 """
 
 import ast
-import pathlib
 
 import keras
 import numpy as np
@@ -44,8 +43,13 @@ def _private_attributes_used(path):
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            if node.attr.startswith("__") or isinstance(node.value, ast.Name) and (
-                node.value.id in ("self", "cls", "os", "sys", "np") or node.value.id.startswith("_")
+            if (
+                node.attr.startswith("__")
+                or isinstance(node.value, ast.Name)
+                and (
+                    node.value.id in ("self", "cls", "os", "sys", "np")
+                    or node.value.id.startswith("_")
+                )
             ):
                 continue
             found.add(node.attr)
@@ -97,4 +101,6 @@ def test_compute_loss_and_tracker(training):
     np.testing.assert_allclose(float(keras.ops.convert_to_numpy(loss)), expected, rtol=1e-5)
     tracker = _keras_compat.loss_tracker(model)
     tracker.update_state(loss, sample_weight=2)
-    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(tracker.result())), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(keras.ops.convert_to_numpy(tracker.result())), expected, rtol=1e-5
+    )
