@@ -21,6 +21,7 @@ True
 import importlib
 import sys
 
+from keras_ba.utils.lazy import lazy_exports
 from keras_ba.version import __version__
 
 _SUBPACKAGES = (
@@ -28,39 +29,28 @@ _SUBPACKAGES = (
     "applications",
     "cli",
     "convert",
+    "cv",
+    "data",
+    "errors",
+    "export",
     "extras",
     "layers",
+    "options",
+    "runs",
     "saving",
     "training",
+    "utils",
 )
-_NAMES = {
-    "BridgeAttention": "keras_ba.layers",
-    "SqueezeExcite": "keras_ba.layers",
-    "load_model": "keras_ba.saving",
-}
-
-__all__ = [
-    "BridgeAttention",
-    "SqueezeExcite",
-    "__version__",
-    "applications",
-    "convert",
-    "layers",
-    "load_model",
-]
-
-
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"keras_ba.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(_NAMES[name]), name)
-    raise AttributeError(f"module 'keras_ba' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_NAMES))
-
+__getattr__, __dir__, _exported = lazy_exports(
+    "keras_ba",
+    {
+        "BridgeAttention": "keras_ba.layers",
+        "SqueezeExcite": "keras_ba.layers",
+        "load_model": "keras_ba.saving",
+        **{name: f"keras_ba.{name}" for name in _SUBPACKAGES},
+    },
+)
+__all__ = ["BridgeAttention", "SqueezeExcite", "__version__", "load_model"] + list(_SUBPACKAGES)
 
 if "keras" in sys.modules:  # registering the classes costs nothing more then
     importlib.import_module("keras_ba.saving").register_serializables()

@@ -20,39 +20,29 @@ Example:
         print(row["stage"], row["class_spread"])
 """
 
-import importlib
+from keras_ba.utils.lazy import lazy_exports
 
-_EXPORTS = {
-    "AnalysisError": "errors",
-    "AttentionWeights": "probe",
-    "attention_probe": "probe",
-    "attention_stages": "probe",
-    "attention_weights": "probe",
-    "find_attention_layers": "probe",
-    "iterate_batches": "probe",
-    "ClassStatistics": "stats",
-    "class_statistics": "stats",
-    "layer_table": "stats",
-    "stage_table": "stats",
-    "BridgeImportance": "importance",
-    "bridge_importance": "importance",
-    "feature_importance": "importance",
-    "CAM_METHODS": "saliency",
-    "explain": "saliency",
-    "explain_file": "saliency",
-    "overlay": "saliency",
-    "analyze": "report",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keras_ba.analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"keras_ba.analysis.{module}"), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(
+    "keras_ba.analysis",
+    {
+        "AnalysisError": "keras_ba.analysis.errors",
+        "AttentionWeights": "keras_ba.analysis.probe",
+        "attention_probe": "keras_ba.analysis.probe",
+        "attention_stages": "keras_ba.analysis.probe",
+        "attention_weights": "keras_ba.analysis.probe",
+        "find_attention_layers": "keras_ba.analysis.probe",
+        "iterate_batches": "keras_ba.analysis.probe",
+        "ClassStatistics": "keras_ba.analysis.stats",
+        "class_statistics": "keras_ba.analysis.stats",
+        "layer_table": "keras_ba.analysis.stats",
+        "stage_table": "keras_ba.analysis.stats",
+        "BridgeImportance": "keras_ba.analysis.importance",
+        "bridge_importance": "keras_ba.analysis.importance",
+        "feature_importance": "keras_ba.analysis.importance",
+        "CAM_METHODS": "keras_ba.analysis.saliency",
+        "explain": "keras_ba.analysis.saliency",
+        "explain_file": "keras_ba.analysis.saliency",
+        "overlay": "keras_ba.analysis.saliency",
+        "analyze": "keras_ba.analysis.report",
+    },
+)
