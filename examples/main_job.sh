@@ -5,7 +5,8 @@
 #   bash examples/main_job.sh [RUN_FOLDER]        (default: runs/digits)
 #
 # KERAS_BACKEND picks the backend (tensorflow by default; jax and torch work
-# too). About 1-3 minutes on 2 CPU cores. Rerunning after an interruption
+# too). Keras shows its progress bar on a terminal, one line per epoch in a log.
+# Rerunning after an interruption
 # resumes at the next epoch.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,7 @@ start=$(date +%s)
 # 32x32 digits, the CIFAR stem (chosen automatically below 128 px), the
 # `small` recipe (SGD Nesterov, cosine, pad-crop + flip), 3 epochs.
 "$keras_ba" train --model ba_resnet18 --data digits --recipe small --epochs 3 \
-  --batch-size 64 --output "$out" --verbose 2
+  --batch-size 64 --output "$out"
 
 "$keras_ba" evaluate "$out/model.keras" --json "$out/evaluation.json" --verbose 0
 
