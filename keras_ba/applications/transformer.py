@@ -170,7 +170,17 @@ def attention_builder(
     )
 
 
-def residual_mlp(x, branch, *, mlp_ratio, attend, name, drop_path_rate=0.0, dtype=None):
+def residual_mlp(
+    x,
+    branch,
+    *,
+    mlp_ratio,
+    attend,
+    name,
+    drop_path_rate=0.0,
+    dtype=None,
+    epsilon=LAYER_NORM_EPSILON,
+):
     """The rest of a transformer block, and where its attention goes.
 
     `x = x + drop_path(branch)`, then `x + drop_path(gate(MLP(LN2(x))))`
@@ -188,6 +198,7 @@ def residual_mlp(x, branch, *, mlp_ratio, attend, name, drop_path_rate=0.0, dtyp
             (`{name}_ba`, `{name}_se`), `{name}_drop2`, `{name}_add2`.
         drop_path_rate: stochastic depth of both residual branches.
         dtype: dtype policy of the layers.
+        epsilon: epsilon of `{name}_norm2` (PVT's blocks use 1e-6).
 
     Returns:
         The block's output tokens.
@@ -195,7 +206,7 @@ def residual_mlp(x, branch, *, mlp_ratio, attend, name, drop_path_rate=0.0, dtyp
     x = layers.Add(dtype=dtype, name=f"{name}_add1")(
         [x, drop_path(branch, drop_path_rate, f"{name}_drop1", dtype)]
     )
-    normed = layer_norm(f"{name}_norm2", dtype)(x)
+    normed = layer_norm(f"{name}_norm2", dtype, epsilon)(x)
     channels = x.shape[-1]
     hidden, out = mlp(normed, int(channels * mlp_ratio), f"{name}_mlp", dtype)
     out = attend([branch, hidden, out], name=name)
