@@ -48,6 +48,12 @@ from keras_ba.applications.resnext import (
     BAResNeXt101_32x4d,
     BAResNeXt101_32x8d,
 )
+from keras_ba.applications.swin import (
+    BASwinTransformer,
+    BASwinTransformerClassifier,
+    BASwinTransformerSmall,
+    BASwinTransformerTiny,
+)
 
 __all__ = [
     "BAEfficientNet",
@@ -74,6 +80,10 @@ __all__ = [
     "BAResNet101",
     "BAResNet152",
     "BAResNetBackbone",
+    "BASwinTransformer",
+    "BASwinTransformerClassifier",
+    "BASwinTransformerSmall",
+    "BASwinTransformerTiny",
     "Backbone",
     "blocks",
     "efficientnet",

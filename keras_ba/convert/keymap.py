@@ -2,10 +2,16 @@
 
 import dataclasses
 
-from keras_ba.convert import common_keys, efficientnet_keys, mobilenet_v3_keys, resnet_keys
+from keras_ba.convert import (
+    common_keys,
+    efficientnet_keys,
+    mobilenet_v3_keys,
+    resnet_keys,
+    swin_keys,
+)
 from keras_ba.convert.attention import detect_attention
 
-_MODULES = (resnet_keys, efficientnet_keys, mobilenet_v3_keys)
+_MODULES = (resnet_keys, efficientnet_keys, mobilenet_v3_keys, swin_keys)
 _FAMILIES = {module.FAMILY: module for module in _MODULES}
 FAMILIES = tuple(_FAMILIES)
 
