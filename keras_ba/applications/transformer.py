@@ -40,6 +40,8 @@ from keras_ba.layers.registry import apply_attention
 
 LAYER_NORM_EPSILON = 1e-5  # PyTorch's nn.LayerNorm default, used by all three families
 TRUNK_STYLES = ("pytorch",)
+# The official Linear initialisation of all three families: trunc_normal(std=0.02).
+DENSE_INIT = {"class_name": "TruncatedNormal", "config": {"stddev": 0.02}}
 
 
 def check_trunk_style(trunk_style, family):
@@ -139,8 +141,15 @@ def mlp(x, hidden_units, name, dtype=None, out_units=None):
     ((None, 5, 32), (None, 5, 8))
     """
     out_units = out_units or x.shape[-1]
-    hidden = layers.Dense(hidden_units, activation="gelu", dtype=dtype, name=f"{name}_fc1")(x)
-    return hidden, layers.Dense(out_units, dtype=dtype, name=f"{name}_fc2")(hidden)
+    hidden = layers.Dense(
+        hidden_units,
+        activation="gelu",
+        kernel_initializer=DENSE_INIT,
+        dtype=dtype,
+        name=f"{name}_fc1",
+    )(x)
+    output = layers.Dense(out_units, kernel_initializer=DENSE_INIT, dtype=dtype, name=f"{name}_fc2")
+    return hidden, output(hidden)
 
 
 def attention_builder(

@@ -16,7 +16,9 @@ CUSTOM_RESNET_ARGS = ("depths", "widths", "stem_filters", "block")
 # --from: where the checkpoint comes from. "authors": a checkpoint of the
 # model itself (all keys, strict); "torchvision" / "timm": an ImageNet model
 # of the same trunk without Bridge Attention (the trunk mode).
-ORIGINS = ("authors", "torchvision", "timm")
+ORIGINS = ("authors", "torchvision", "timm", "official")
+# "official": the official ImageNet checkpoint of a transformer trunk (Swin, PVT,
+# CSWin: `--arch ba_swin_tiny`), loaded in the trunk mode like torchvision's.
 
 
 def register(subparsers):
@@ -48,7 +50,8 @@ def register(subparsers):
         default="authors",
         help="where the checkpoint comes from: 'authors' (a checkpoint of the "
         "model itself, every key must match; default) or 'torchvision' / "
-        "'timm' (an ImageNet trunk: attention layers stay initialised)",
+        "'timm' / 'official' (an ImageNet trunk, e.g. the official Swin checkpoint: "
+        "attention layers stay initialised)",
     )
     parser.add_argument(
         "--attention",
@@ -165,7 +168,8 @@ def build_model(args, builder, state):
 
 
 def _checkpoint_classes(state):
-    for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight"):
+    for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight",
+                "head.weight"):  # fmt: skip
         if key in state:
             return int(state[key].shape[0])
     return 1000

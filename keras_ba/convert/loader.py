@@ -198,8 +198,9 @@ def _hints(state, key_map, plan, trunk):
     ):
         hints.append(
             "the checkpoint has no weights for the model's attention layers "
-            "(an ImageNet trunk from torchvision or timm?): load it with "
-            "strict='trunk' (`keras-ba convert --from torchvision`) to fill "
+            "(an ImageNet trunk from torchvision, timm or an official transformer "
+            "checkpoint?): load it with strict='trunk' (`keras-ba convert --from "
+            "torchvision`, or `--from official`) to fill "
             "every other weight and keep the attention layers freshly initialised."
         )
     found = attention.detect_attention(state)
