@@ -34,6 +34,14 @@ from keras_ba.applications.mobilenet_v3 import (
 )
 from keras_ba.applications.preprocessing import preprocess_input
 from keras_ba.applications.registry import get_model_builder, list_models
+from keras_ba.applications.regnet import BARegNetY, BARegNetYBackbone
+from keras_ba.applications.regnety import (
+    BARegNetY004,
+    BARegNetY008,
+    BARegNetY016,
+    BARegNetY032,
+    BARegNetY040,
+)
 from keras_ba.applications.resnet import (
     BAResNet,
     BAResNet18,
@@ -70,6 +78,13 @@ __all__ = [
     "BAMobileNetV3Backbone",
     "BAMobileNetV3Large",
     "BAMobileNetV3Small",
+    "BARegNetY",
+    "BARegNetY004",
+    "BARegNetY008",
+    "BARegNetY016",
+    "BARegNetY032",
+    "BARegNetY040",
+    "BARegNetYBackbone",
     "BAResNeXt50_32x4d",
     "BAResNeXt101_32x4d",
     "BAResNeXt101_32x8d",

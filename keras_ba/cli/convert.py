@@ -169,7 +169,7 @@ def build_model(args, builder, state):
 
 def _checkpoint_classes(state):
     for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight",
-                "head.weight"):  # fmt: skip
+                "head.fc.weight", "head.weight"):  # fmt: skip
         if key in state:
             return int(state[key].shape[0])
     return 1000

@@ -6,12 +6,14 @@ from keras_ba.convert import (
     common_keys,
     efficientnet_keys,
     mobilenet_v3_keys,
+    regnet_keys,
     resnet_keys,
     swin_keys,
 )
 from keras_ba.convert.attention import detect_attention
 
-_MODULES = (resnet_keys, efficientnet_keys, mobilenet_v3_keys, swin_keys)
+# RegNet is detected first: its stem is named `stem_conv`, EfficientNet's marker.
+_MODULES = (regnet_keys, resnet_keys, efficientnet_keys, mobilenet_v3_keys, swin_keys)
 _FAMILIES = {module.FAMILY: module for module in _MODULES}
 FAMILIES = tuple(_FAMILIES)
 
@@ -36,6 +38,8 @@ class KeyMap:
             family's layout carries but no model uses (skipped by name).
         unmapped: layers with weights but no counterpart in the layout
             (only with `allow_unmapped=True`; e.g. a user's own attention).
+        rename: None, or `f(state) -> state` putting another layout's names
+            on the family's (RegNet: torchvision's onto timm's).
 
     Example:
     >>> import re
@@ -51,6 +55,7 @@ class KeyMap:
     has_head: bool
     ignored: tuple = ()
     unmapped: list = dataclasses.field(default_factory=list)
+    rename: object = None
 
     def ignore_reason(self, key):
         """Why `key` is skipped by name, or None if it is not (see `KeyMap`)."""
@@ -124,4 +129,5 @@ def build_key_map(model, family=None, allow_unmapped=False):
         has_head,
         module.IGNORED,
         unmapped,
+        getattr(module, "rename_state", None),
     )

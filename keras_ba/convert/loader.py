@@ -73,6 +73,8 @@ def load_torch_weights(model, source, strict=True, family=None):
     trunk = strict == "trunk"
     state = sources.read_state_dict(source)
     key_map = keymap.build_key_map(model, family, allow_unmapped=trunk)
+    if key_map.rename is not None:
+        state = key_map.rename(state)
     plan = _plan(state, key_map, trunk)
     problems = (plan["missing"], plan["unexpected"]) if strict else ([], [])
     if any(problems) or plan["mismatched"]:
