@@ -21,7 +21,7 @@ from keras import layers
 from keras_ba import _validation
 from keras_ba.applications import classifier, transformer
 from keras_ba.applications.backbone import Backbone, start
-from keras_ba.applications.swin_layers import DENSE_INIT, SwinWindowAttention, stage_windows
+from keras_ba.applications.swin_layers import SwinWindowAttention, stage_windows
 
 DEFAULT_IMAGE_SHAPE = (224, 224, 3)
 
@@ -76,7 +76,7 @@ def patch_merging(x, name, dtype):
     return layers.Dense(
         2 * channels,
         use_bias=False,
-        kernel_initializer=DENSE_INIT,
+        kernel_initializer=transformer.dense_init(),
         dtype=dtype,
         name=f"{name}_reduction",
     )(x)

@@ -11,8 +11,8 @@ import numpy as np
 from keras import layers, ops
 
 from keras_ba import _validation
+from keras_ba.applications import transformer
 
-DENSE_INIT = {"class_name": "TruncatedNormal", "config": {"stddev": 0.02}}
 MASK_VALUE = -100.0  # the official value, not -inf
 
 
@@ -145,17 +145,23 @@ class SwinWindowAttention(layers.Layer):
             )
         self.grid = (height, width)
         self.qkv = layers.Dense(
-            3 * channels, kernel_initializer=DENSE_INIT, name="qkv", dtype=self.dtype_policy
+            3 * channels,
+            kernel_initializer=transformer.dense_init(),
+            name="qkv",
+            dtype=self.dtype_policy,
         )
         self.qkv.build((None, channels))
         self.proj = layers.Dense(
-            channels, kernel_initializer=DENSE_INIT, name="proj", dtype=self.dtype_policy
+            channels,
+            kernel_initializer=transformer.dense_init(),
+            name="proj",
+            dtype=self.dtype_policy,
         )
         self.proj.build((None, channels))
         self.relative_position_bias_table = self.add_weight(
             name="relative_position_bias_table",
             shape=((2 * ws - 1) ** 2, self.num_heads),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=transformer.dense_init(),
         )
         self.relative_position_index = relative_position_index(ws)
         self.attn_mask = (

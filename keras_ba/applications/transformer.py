@@ -34,14 +34,59 @@ Example:
 
 import functools
 
-from keras import layers
+import keras
+import numpy as np
+from keras import layers, ops
 
 from keras_ba.layers.registry import apply_attention
 
 LAYER_NORM_EPSILON = 1e-5  # PyTorch's nn.LayerNorm default, used by all three families
 TRUNK_STYLES = ("pytorch",)
-# The official Linear initialisation of all three families: trunc_normal(std=0.02).
-DENSE_INIT = {"class_name": "TruncatedNormal", "config": {"stddev": 0.02}}
+INIT_STDDEV = 0.02  # the official trunc_normal_(std=0.02) of Linear weights and bias tables
+
+
+@keras.saving.register_keras_serializable(package="keras_ba")
+class HostNormal(keras.initializers.Initializer):
+    """N(0, stddev²) drawn by NumPy on the host: the transformers' Linear init.
+
+    The official `trunc_normal_(w, std=0.02)` truncates at ±2 in absolute
+    value, i.e. at ±100 standard deviations: in effect a plain normal.
+    Drawing it with NumPy costs no compiled program per weight shape (on JAX
+    every shape of a random initializer is an XLA compile, and a Swin has
+    dozens of shapes). `keras.utils.set_random_seed` seeds it (through
+    NumPy's global state) unless `seed` is given.
+
+    Args:
+        stddev: standard deviation.
+        seed: optional integer seed.
+
+    Example:
+    >>> values = HostNormal(0.02, seed=0)((1000, 8))
+    >>> round(float(keras.ops.std(values)), 2)
+    0.02
+    """
+
+    def __init__(self, stddev=INIT_STDDEV, seed=None):
+        self.stddev = stddev
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        seed = self.seed if self.seed is not None else np.random.randint(2**31 - 1)
+        values = np.random.default_rng(seed).normal(0.0, self.stddev, size=tuple(shape))
+        return ops.convert_to_tensor(values, dtype=dtype or keras.config.floatx())
+
+    def get_config(self):
+        return {"stddev": self.stddev, "seed": self.seed}
+
+
+def dense_init():
+    """A fresh `HostNormal(0.02)` for one Linear weight (the official init).
+
+    Example:
+    >>> dense_init().stddev
+    0.02
+    """
+    return HostNormal(INIT_STDDEV)
 
 
 def check_trunk_style(trunk_style, family):
@@ -144,11 +189,13 @@ def mlp(x, hidden_units, name, dtype=None, out_units=None):
     hidden = layers.Dense(
         hidden_units,
         activation="gelu",
-        kernel_initializer=DENSE_INIT,
+        kernel_initializer=dense_init(),
         dtype=dtype,
         name=f"{name}_fc1",
     )(x)
-    output = layers.Dense(out_units, kernel_initializer=DENSE_INIT, dtype=dtype, name=f"{name}_fc2")
+    output = layers.Dense(
+        out_units, kernel_initializer=dense_init(), dtype=dtype, name=f"{name}_fc2"
+    )
     return hidden, output(hidden)
 
 
