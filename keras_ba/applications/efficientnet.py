@@ -23,7 +23,9 @@ momentum 0.99) with TensorFlow-style `"same"` padding, which is also what the
 authors' PyTorch code implements (`Conv2dStaticSamePadding`). With
 `attention="se"` every block uses the standard EfficientNet SE (the
 `keras.applications` model, same parameter count); with None there is no
-attention.
+attention. So `trunk_style="keras"` (the default) and `"pytorch"` build the
+same trunk (the authors' conventions, docs/trunks.md): the authors' static
+padding equals `"same"` at the image size it was computed for (224 for B0).
 
 Input convention: unlike `keras.applications.EfficientNet*`, the model does
 NOT rescale its input. The authors trained on RGB scaled to [0, 1] and
@@ -325,6 +327,9 @@ class BAEfficientNetBackbone(Backbone):
         data_format: `"channels_last"` or `"channels_first"`; None reads
             `keras.config.image_data_format()`.
         dtype: dtype policy of every layer (None: the global policy).
+        trunk_style: `"keras"` (default) or `"pytorch"`: the same trunk,
+            as the authors' code pads TensorFlow-style and uses epsilon 1e-3
+            (see the module docstring and docs/trunks.md).
         **kwargs: `name`, `trainable`.
 
     Reference:
@@ -354,9 +359,11 @@ class BAEfficientNetBackbone(Backbone):
         input_tensor=None,
         data_format=None,
         dtype=None,
+        trunk_style="keras",
         **kwargs,
     ):
         # === Arguments ===
+        blocks.check_trunk_style(trunk_style, "BA-EfficientNet")
         _validation.check_positive_number(width_coefficient, "width_coefficient")
         _validation.check_positive_number(depth_coefficient, "depth_coefficient")
         drop_connect_rate = _validation.check_unit_interval(
@@ -424,6 +431,7 @@ class BAEfficientNetBackbone(Backbone):
         self.drop_connect_rate = drop_connect_rate
         self.depth_divisor = depth_divisor
         self.blocks_args = None if blocks_args is None else stages
+        self.trunk_style = trunk_style
 
     def get_config(self):
         config = super().get_config()
@@ -434,6 +442,7 @@ class BAEfficientNetBackbone(Backbone):
                 "drop_connect_rate": self.drop_connect_rate,
                 "depth_divisor": self.depth_divisor,
                 "blocks_args": copy.deepcopy(self.blocks_args),
+                "trunk_style": self.trunk_style,
             }
         )
         return config
@@ -461,6 +470,7 @@ def BAEfficientNet(
     reduction=6,
     data_format=None,
     name="ba_efficientnet",
+    trunk_style="keras",
 ):
     """Builds an EfficientNet classifier with Bridge Attention (or SE, or none).
 
@@ -469,8 +479,8 @@ def BAEfficientNet(
 
     Args:
         width_coefficient, depth_coefficient, drop_connect_rate,
-        depth_divisor, blocks_args, attention, reduction, data_format: as
-            in `BAEfficientNetBackbone`.
+        depth_divisor, blocks_args, attention, reduction, data_format,
+        trunk_style: as in `BAEfficientNetBackbone`.
         default_size: integer, the image side the variant is designed and
             trained for (224 for B0, 600 for B7). The model itself accepts
             any side of at least 32 pixels (`input_shape=None` gives
@@ -509,6 +519,7 @@ def BAEfficientNet(
         drop_connect_rate=drop_connect_rate,
         depth_divisor=depth_divisor,
         blocks_args=blocks_args,
+        trunk_style=trunk_style,
     )
     return classifier.build_application(
         BAEfficientNetBackbone,
@@ -546,8 +557,8 @@ VARIANT_DOCSTRING = """Instantiates BA-EfficientNet-B{index} (`attention="bav1"`
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `BAEfficientNet`.
+        classifier_activation, attention, reduction, data_format, name,
+        trunk_style: as in `BAEfficientNet`.
 
     Returns:
         A functional `keras.Model`.
@@ -575,6 +586,7 @@ def BAEfficientNetB0(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b0",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         0,
@@ -589,6 +601,7 @@ def BAEfficientNetB0(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -604,6 +617,7 @@ def BAEfficientNetB1(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b1",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         1,
@@ -618,6 +632,7 @@ def BAEfficientNetB1(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -633,6 +648,7 @@ def BAEfficientNetB2(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b2",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         2,
@@ -647,6 +663,7 @@ def BAEfficientNetB2(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -662,6 +679,7 @@ def BAEfficientNetB3(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b3",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         3,
@@ -676,6 +694,7 @@ def BAEfficientNetB3(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -691,6 +710,7 @@ def BAEfficientNetB4(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b4",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         4,
@@ -705,6 +725,7 @@ def BAEfficientNetB4(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -720,6 +741,7 @@ def BAEfficientNetB5(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b5",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         5,
@@ -734,6 +756,7 @@ def BAEfficientNetB5(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -749,6 +772,7 @@ def BAEfficientNetB6(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b6",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         6,
@@ -763,6 +787,7 @@ def BAEfficientNetB6(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -778,6 +803,7 @@ def BAEfficientNetB7(
     reduction=6,
     data_format=None,
     name="ba_efficientnet_b7",
+    trunk_style="keras",
 ):
     return _efficientnet_variant(
         7,
@@ -792,6 +818,7 @@ def BAEfficientNetB7(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 

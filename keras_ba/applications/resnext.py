@@ -7,8 +7,10 @@ cardinality, `width_per_group` channels per group), so these are
 placement (all three conv outputs of a bottleneck bridged, the last one
 recalibrated before the shortcut is added), same PyTorch conventions
 (torchvision's `resnext50_32x4d` / `resnext101_32x8d` trunk, v1.5 strides,
-symmetric padding, BatchNorm epsilon 1e-5). The authors'
-`ba_resnext50` / `ba_resnext101` (`BA_resnext.py`) are the 32x4d models.
+symmetric padding, BatchNorm epsilon 1e-5; `trunk_style="pytorch"`, the only
+trunk, see docs/trunks.md). The authors' `ba_resnext50` / `ba_resnext101`
+(`BA_resnext.py`) are the 32x4d models; their head pools with
+`AvgPool2d(7)`, which equals the global average pool at 224 x 224 only.
 
 Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
 mean/std), as for BA-ResNet.
@@ -39,8 +41,8 @@ VARIANT_DOCSTRING = """Instantiates BA-ResNeXt-{depth} ({groups}x{width}d, `atte
 
     Args:
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, attention, reduction, data_format, name:
-            as in `keras_ba.applications.resnet.BAResNet`.
+        classifier_activation, attention, reduction, data_format, name,
+        trunk_style: as in `keras_ba.applications.resnet.BAResNet`.
 
     Returns:
         A functional `keras.Model`.
@@ -83,6 +85,7 @@ def BAResNeXt50_32x4d(
     reduction=16,
     data_format=None,
     name="ba_resnext50_32x4d",
+    trunk_style="pytorch",
 ):
     return _resnext_variant(
         "50_32x4d",
@@ -97,6 +100,7 @@ def BAResNeXt50_32x4d(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -112,6 +116,7 @@ def BAResNeXt101_32x4d(
     reduction=16,
     data_format=None,
     name="ba_resnext101_32x4d",
+    trunk_style="pytorch",
 ):
     return _resnext_variant(
         "101_32x4d",
@@ -126,6 +131,7 @@ def BAResNeXt101_32x4d(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 
@@ -141,6 +147,7 @@ def BAResNeXt101_32x8d(
     reduction=16,
     data_format=None,
     name="ba_resnext101_32x8d",
+    trunk_style="pytorch",
 ):
     return _resnext_variant(
         "101_32x8d",
@@ -155,6 +162,7 @@ def BAResNeXt101_32x8d(
         reduction,
         data_format,
         name,
+        trunk_style,
     )
 
 

@@ -1,5 +1,10 @@
 """`keras-ba convert`: a PyTorch checkpoint -> a `.keras` file.
 
+The model is built with `trunk_style="pytorch"` (symmetric padding, PyTorch's
+BatchNorm epsilons: the trunk that computes the checkpoint's function, see
+docs/trunks.md) unless `--trunk-style keras` asks for the keras.applications
+trunk; the printed report says which trunk was built.
+
 Example:
     keras-ba convert ba_resnet50.pth --arch ba_resnet50 --attention bav1 \
         -o ba_resnet50.keras
@@ -71,6 +76,15 @@ def register(subparsers):
         choices=("softmax", "none"),
         default="softmax",
         help="activation of the saved model's classifier ('none' gives logits)",
+    )
+    parser.add_argument(
+        "--trunk-style",
+        choices=("pytorch", "keras"),
+        default="pytorch",
+        help="trunk to build: 'pytorch' (default: the checkpoint's own conventions, "
+        "symmetric padding and PyTorch BatchNorm epsilons, so the model computes the "
+        "checkpoint's function) or 'keras' (keras.applications' trunk where the family "
+        "has one, e.g. BA-MobileNetV3: a different function, the report warns)",
     )
     reduced = parser.add_argument_group("reduced ResNets (ba_resnet* only)")
     reduced.add_argument("--depths", type=int, nargs="+", help="blocks per stage")
@@ -156,6 +170,8 @@ def build_model(args, builder, state):
         None if args.classifier_activation == "none" else args.classifier_activation
     )
     parameters = inspect.signature(builder).parameters
+    if "trunk_style" in parameters:
+        kwargs["trunk_style"] = args.trunk_style
     if "attention" in parameters:
         if args.origin == "authors":
             attention = args.attention or detect_attention(state)

@@ -131,3 +131,15 @@ def build_key_map(model, family=None, allow_unmapped=False):
         unmapped,
         getattr(module, "rename_state", None),
     )
+
+
+def family_trunk_styles(family):
+    """`{trunk_style: (padding, epsilon)}` of `family`, None if undeclared.
+
+    See `keras_ba.convert.trunk_check`; `"pytorch"` is the authors' conventions.
+
+    Example:
+    >>> family_trunk_styles("mobilenet_v3")["pytorch"]
+    ('symmetric', 1e-05)
+    """
+    return getattr(_FAMILIES[family], "TRUNK_STYLES", None)
