@@ -14,6 +14,7 @@ Example:
 
 from keras_ba.applications import blocks, efficientnet, mobilenet_v3, resnet, resnext
 from keras_ba.applications.backbone import Backbone
+from keras_ba.applications.cswin import BACSWin, BACSWinBackbone, BACSWinTiny
 from keras_ba.applications.efficientnet import (
     BAEfficientNet,
     BAEfficientNetB0,
@@ -33,6 +34,7 @@ from keras_ba.applications.mobilenet_v3 import (
     BAMobileNetV3Small,
 )
 from keras_ba.applications.preprocessing import preprocess_input
+from keras_ba.applications.pvt import BAPVT, BAPVTBackbone, BAPVTSmall, BAPVTTiny
 from keras_ba.applications.registry import get_model_builder, list_models
 from keras_ba.applications.regnet import BARegNetY, BARegNetYBackbone
 from keras_ba.applications.regnety import (
@@ -64,6 +66,13 @@ from keras_ba.applications.swin import (
 )
 
 __all__ = [
+    "BACSWin",
+    "BACSWinBackbone",
+    "BACSWinTiny",
+    "BAPVT",
+    "BAPVTBackbone",
+    "BAPVTSmall",
+    "BAPVTTiny",
     "BAEfficientNet",
     "BAEfficientNetBackbone",
     "BAEfficientNetB0",

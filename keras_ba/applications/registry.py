@@ -20,9 +20,12 @@ MODEL_BUILDERS = {
     **{f"ba_efficientnet_b{i}": f"BAEfficientNetB{i}" for i in range(8)},
     "ba_mobilenet_v3_small": "BAMobileNetV3Small",
     "ba_mobilenet_v3_large": "BAMobileNetV3Large",
-    **{f"ba_regnety_{key}": f"BARegNetY{key}" for key in ("004", "008", "016", "032", "040")},
     "ba_swin_tiny": "BASwinTransformerTiny",
     "ba_swin_small": "BASwinTransformerSmall",
+    "ba_pvt_tiny": "BAPVTTiny",
+    "ba_pvt_small": "BAPVTSmall",
+    "ba_cswin_tiny": "BACSWinTiny",
+    **{f"ba_regnety_{key}": f"BARegNetY{key}" for key in ("004", "008", "016", "032", "040")},
 }
 
 

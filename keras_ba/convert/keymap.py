@@ -4,8 +4,10 @@ import dataclasses
 
 from keras_ba.convert import (
     common_keys,
+    cswin_keys,
     efficientnet_keys,
     mobilenet_v3_keys,
+    pvt_keys,
     regnet_keys,
     resnet_keys,
     swin_keys,
@@ -13,7 +15,15 @@ from keras_ba.convert import (
 from keras_ba.convert.attention import detect_attention
 
 # RegNet is detected first: its stem is named `stem_conv`, EfficientNet's marker.
-_MODULES = (regnet_keys, resnet_keys, efficientnet_keys, mobilenet_v3_keys, swin_keys)
+_MODULES = (
+    regnet_keys,
+    resnet_keys,
+    efficientnet_keys,
+    mobilenet_v3_keys,
+    swin_keys,
+    pvt_keys,
+    cswin_keys,
+)
 _FAMILIES = {module.FAMILY: module for module in _MODULES}
 FAMILIES = tuple(_FAMILIES)
 
