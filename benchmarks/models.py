@@ -85,6 +85,15 @@ FAMILIES = {
         ),
         torch_kwargs=_TINY_RESNET,
     ),
+    # BA-Swin (benchmarks/swin_speed.py): the official Swin-T trunk, fixed 224 px input.
+    "swin-t": Family("swin-t", "Swin-T", None, "BASwinTransformerTiny", min_size=224),
+    "swin-tiny": Family(
+        "swin-tiny",
+        "tiny BA-Swin (2 stages of 1 block, widths 16 and 32, window 2)",
+        None,
+        "BASwinTransformerClassifier",
+        keras_ba_kwargs=dict(embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=2),
+    ),
 }
 
 
