@@ -40,7 +40,12 @@ REGNETY_CONFIGS = {
 
 
 class RegNetDesign(NamedTuple):
-    """What `regnet_design` derives (lists, one item per block or stage)."""
+    """What `regnet_design` derives (lists, one item per block or stage).
+
+    Example:
+    >>> RegNetDesign._fields[:3]
+    ('per_block_widths', 'stage_widths_before_adjust', 'stage_depths')
+    """
 
     per_block_widths: list
     stage_widths_before_adjust: list
