@@ -85,6 +85,30 @@ FAMILIES = {
         ),
         torch_kwargs=_TINY_RESNET,
     ),
+    # BA-RegNetY (benchmarks/regnet_speed.py): timm's RegNet-Y trunk, no keras.applications twin.
+    "regnety040": Family("regnety040", "RegNetY-4.0GF", None, "BARegNetY040"),
+    "regnety-tiny": Family(
+        "regnety-tiny",
+        "tiny BA-RegNetY (2 stages of 1 Y block, widths 16 and 24)",
+        None,
+        "BARegNetY",
+        keras_ba_kwargs=dict(
+            stackwise_num_blocks=[1, 1],
+            stackwise_num_filters=[16, 24],
+            stackwise_group_width=[8, 8],
+            stem_filters=8,
+        ),
+        min_size=8,
+    ),
+    # BA-Swin (benchmarks/swin_speed.py): the official Swin-T trunk, fixed 224 px input.
+    "swin-t": Family("swin-t", "Swin-T", None, "BASwinTransformerTiny", min_size=224),
+    "swin-tiny": Family(
+        "swin-tiny",
+        "tiny BA-Swin (2 stages of 1 block, widths 16 and 32, window 2)",
+        None,
+        "BASwinTransformerClassifier",
+        keras_ba_kwargs=dict(embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=2),
+    ),
 }
 
 

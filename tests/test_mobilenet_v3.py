@@ -4,11 +4,15 @@ Full-size models are built shapes-only (`keras.StatelessScope(
 initialize_variables=False)`); data runs through a tiny three-block stack.
 """
 
+import json
+import warnings
+
 import keras
 import numpy as np
 import pytest
 from conftest import (
     BACKEND,
+    REFERENCE_DIR,
     SHAPES_PASS,
     forward,
     shapes_only,
@@ -31,6 +35,7 @@ from keras_ba.applications.mobilenet_v3 import (
     BAMobileNetV3Small,
     make_divisible,
 )
+from keras_ba.convert import load_torch_weights
 from keras_ba.layers import BridgeAttention, SqueezeExcite
 
 # The authors' released BA_mobilenetv3.py (BA_module_mobilenetv3, reduction
@@ -232,6 +237,119 @@ def test_builds_under_mixed_bfloat16():
     assert model.outputs[0].dtype == "float32"
 
 
+# === trunk_style="pytorch": the authors' function ===
+
+# A reduced BA-MobileNetV3 in the authors' key layout, random weights, and
+# logits of an independent float64 PyTorch implementation of their trunk
+# (`logits_eval`) and of the same weights under keras.applications'
+# conventions (`logits_eval_tf`); see fixtures/ba_mobilenet_v3/make_fixture.py.
+TRUNK_FIXTURE = REFERENCE_DIR / "ba_mobilenet_v3" / "reduced_small.npz"
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def authors_reduced():
+    with np.load(TRUNK_FIXTURE) as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    weights = {
+        key[2:]: arrays.pop(key).astype("float32") for key in list(arrays) if key[:2] == "w/"
+    }
+    # The authors' cfg rows (k, t, c, SE, HS, s) as keras_ba stack tuples.
+    stack = [
+        (t, c, k, s, bool(se), "hard_swish" if hs else "relu")
+        for k, t, c, se, hs, s in meta["cfgs"]
+    ]
+    arrays["x"] = arrays.pop("x_eval_nchw").transpose(0, 2, 3, 1)
+    return dict(arrays, weights=weights, stack=stack, meta=meta)
+
+
+def authors_model(data, **kwargs):
+    return BAMobileNetV3(
+        data["stack"],
+        data["meta"]["head"],
+        classes=data["meta"]["num_classes"],
+        input_shape=data["x"].shape[1:],
+        classifier_activation=None,
+        **kwargs,
+    )
+
+
+def test_pytorch_trunk_computes_the_authors_function(authors_reduced):
+    data = authors_reduced
+    model = authors_model(data, trunk_style="pytorch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the authors' trunk: no warning
+        report = load_torch_weights(model, data["weights"])
+    assert report.num_mapped == len(data["weights"])
+    assert report.trunk.style == "pytorch" and report.trunk.matches_authors
+    assert "trunk: trunk_style='pytorch'" in str(report)
+    diff = np.max(np.abs(forward(model, data["x"]) - data["logits_eval"]))
+    assert diff < TOLERANCE, f"pytorch trunk on {BACKEND}: max abs diff {diff}"
+
+
+def test_default_trunk_is_unchanged_and_warns(authors_reduced):
+    # The default computes keras.applications' conventions on the same
+    # weights (TF padding, epsilon 1e-3), not the authors' function.
+    data = authors_reduced
+    assert np.max(np.abs(data["logits_eval"] - data["logits_eval_tf"])) > 0.1
+    model = authors_model(data)
+    with pytest.warns(UserWarning, match="DIFFERENT function.*trunk_style='pytorch'"):
+        report = load_torch_weights(model, data["weights"])
+    assert report.trunk.style == "keras" and not report.trunk.matches_authors
+    logits = forward(model, data["x"])
+    assert np.max(np.abs(logits - data["logits_eval_tf"])) < TOLERANCE
+    assert np.max(np.abs(logits - data["logits_eval"])) > 0.1
+
+
+def test_pytorch_trunk_structure():
+    layers_of = {
+        style: {layer.name: layer for layer in shapes_only(tiny, trunk_style=style).layers}
+        for style in ("keras", "pytorch")
+    }
+    pads = sorted(name for name in layers_of["pytorch"] if name.endswith("_pad"))
+    # Only the stride-2 convs are padded (TINY_STACK: the stem, blocks 0, 1).
+    assert pads == ["conv_pad", "expanded_conv_1_depthwise_pad", "expanded_conv_depthwise_pad"]
+    assert layers_of["pytorch"]["expanded_conv_depthwise_pad"].padding == ((1, 1), (1, 1))
+    assert layers_of["pytorch"]["expanded_conv_depthwise"].padding == "valid"
+    assert not [name for name in layers_of["keras"] if name.endswith("_pad")]
+    for style, epsilon, momentum in (("keras", 1e-3, 0.999), ("pytorch", 1e-5, 0.9)):
+        norms = [
+            n for n in layers_of[style].values() if isinstance(n, keras.layers.BatchNormalization)
+        ]
+        assert {(n.epsilon, n.momentum) for n in norms} == {(epsilon, momentum)}, style
+    # The authors' widths where keras.applications' differ: stem
+    # make_divisible(16 * alpha), conv_1 = the last block's expansion, an
+    # expansion conv only where the width changes (8 * 1.1 -> 8).
+    stack = [(1.1, 16, 3, 2, True, "relu"), (3, 24, 3, 2, True, "hard_swish")]
+    for style, stem, last, expands in (("keras", 16, 96, True), ("pytorch", 8, 24, False)):
+        model = shapes_only(BAMobileNetV3, stack, 32, alpha=0.5, trunk_style=style)
+        names = {layer.name for layer in model.layers}
+        assert model.get_layer("conv").filters == stem, style
+        assert model.get_layer("conv_1").filters == last, style
+        assert ("expanded_conv_expand" in names) == expands, style
+
+
+@SHAPES_PASS
+@pytest.mark.parametrize("kind", ["Small", "Large"])
+def test_pytorch_trunk_counts_equal_the_authors_code(kind):
+    builder = getattr(mobilenet_v3, f"BAMobileNetV3{kind}")
+    model = shapes_only(builder, trunk_style="pytorch")
+    assert trainable_count(model) == AUTHORS_BA[kind.lower()]
+
+
+def test_trunk_style_round_trips_through_keras_file(tmp_path):
+    backbone = BAMobileNetV3Backbone(TINY_STACK, image_shape=(SIZE, SIZE, 3), trunk_style="pytorch")
+    assert backbone.get_config()["trunk_style"] == "pytorch"
+    randomize_weights(backbone)
+    x, _ = data()
+    path = str(tmp_path / "pytorch_trunk.keras")
+    backbone.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.trunk_style == "pytorch" and loaded.get_layer("conv_bn").epsilon == 1e-5
+    np.testing.assert_array_equal(forward(loaded, x), forward(backbone, x))
+
+
 # === Errors ===
 
 
@@ -260,3 +378,5 @@ def test_errors_are_clear():
         tiny(reduction=-6)
     with pytest.raises(ValueError, match="`classes`"):
         BAMobileNetV3Large(classes=None)
+    with pytest.raises(ValueError, match="`trunk_style`"):
+        tiny(trunk_style="torch")

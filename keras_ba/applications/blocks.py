@@ -25,9 +25,31 @@ from keras import layers
 from keras_ba import _validation
 
 PADDINGS = ("same", "symmetric")
+# `trunk_style` of the backbones (docs/trunks.md): "keras" follows
+# keras.applications (TensorFlow "same" padding, Keras BatchNorm epsilons),
+# "pytorch" the authors' PyTorch code (symmetric padding, its epsilons).
+TRUNK_STYLES = ("keras", "pytorch")
 # Name patterns of each family (`{}`: the conv's prefix).
 RESNET_NAMES = {"pad": "{}_pad", "conv": "{}_conv", "bn": "{}_bn", "act": "{}_relu"}
 KERAS_NAMES = {"pad": "{}_pad", "conv": "{}_conv", "bn": "{}_bn", "act": "{}_activation"}
+
+
+def check_trunk_style(trunk_style, family, supported=TRUNK_STYLES):
+    """Checks a backbone's `trunk_style` against the styles `family` builds.
+
+    Example:
+    >>> check_trunk_style("keras", "BA-ResNet", supported=("pytorch",))
+    Traceback (most recent call last):
+    ...
+    ValueError: BA-ResNet has no trunk_style='keras' trunk: it builds ('pytorch',) (see docs/trunks.md). Received: trunk_style='keras'
+    """
+    _validation.check_choice(trunk_style, "trunk_style", TRUNK_STYLES)
+    if trunk_style not in supported:
+        raise ValueError(
+            f"{family} has no trunk_style={trunk_style!r} trunk: it builds "
+            f"{tuple(supported)} (see docs/trunks.md). Received: trunk_style={trunk_style!r}"
+        )
+    return trunk_style
 
 
 def batch_norm(data_format, name, epsilon, momentum, dtype=None):

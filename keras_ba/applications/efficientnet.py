@@ -23,7 +23,9 @@ momentum 0.99) with TensorFlow-style `"same"` padding, which is also what the
 authors' PyTorch code implements (`Conv2dStaticSamePadding`). With
 `attention="se"` every block uses the standard EfficientNet SE (the
 `keras.applications` model, same parameter count); with None there is no
-attention.
+attention. So `trunk_style="keras"` (the default) and `"pytorch"` build the
+same trunk (the authors' conventions, docs/trunks.md): the authors' static
+padding equals `"same"` at the image size it was computed for (224 for B0).
 
 Input convention: unlike `keras.applications.EfficientNet*`, the model does
 NOT rescale its input. The authors trained on RGB scaled to [0, 1] and
@@ -326,6 +328,9 @@ class BAEfficientNetBackbone(Backbone):
         data_format: `"channels_last"` or `"channels_first"`; None reads
             `keras.config.image_data_format()`.
         dtype: dtype policy of every layer (None: the global policy).
+        trunk_style: `"keras"` (default) or `"pytorch"`: the same trunk,
+            as the authors' code pads TensorFlow-style and uses epsilon 1e-3
+            (see the module docstring and docs/trunks.md).
         **kwargs: `name`, `trainable`.
 
     Reference:
@@ -355,9 +360,11 @@ class BAEfficientNetBackbone(Backbone):
         input_tensor=None,
         data_format=None,
         dtype=None,
+        trunk_style="keras",
         **kwargs,
     ):
         # === Arguments ===
+        blocks.check_trunk_style(trunk_style, "BA-EfficientNet")
         _validation.check_positive_number(width_coefficient, "width_coefficient")
         _validation.check_positive_number(depth_coefficient, "depth_coefficient")
         drop_connect_rate = _validation.check_unit_interval(
@@ -425,6 +432,7 @@ class BAEfficientNetBackbone(Backbone):
         self.drop_connect_rate = drop_connect_rate
         self.depth_divisor = depth_divisor
         self.blocks_args = None if blocks_args is None else stages
+        self.trunk_style = trunk_style
 
     def get_config(self):
         config = super().get_config()
@@ -435,6 +443,7 @@ class BAEfficientNetBackbone(Backbone):
                 "drop_connect_rate": self.drop_connect_rate,
                 "depth_divisor": self.depth_divisor,
                 "blocks_args": copy.deepcopy(self.blocks_args),
+                "trunk_style": self.trunk_style,
             }
         )
         return config
@@ -462,6 +471,7 @@ def BAEfficientNet(
     reduction=6,
     data_format=None,
     name="ba_efficientnet",
+    trunk_style="keras",
 ):
     """Builds an EfficientNet classifier with Bridge Attention (or SE, or none).
 
@@ -470,8 +480,8 @@ def BAEfficientNet(
 
     Args:
         width_coefficient, depth_coefficient, drop_connect_rate,
-        depth_divisor, blocks_args, attention, reduction, data_format: as
-            in `BAEfficientNetBackbone`.
+        depth_divisor, blocks_args, attention, reduction, data_format,
+        trunk_style: as in `BAEfficientNetBackbone`.
         default_size: integer, the image side the variant is designed and
             trained for (224 for B0, 600 for B7). The model itself accepts
             any side of at least 32 pixels (`input_shape=None` gives
@@ -510,6 +520,7 @@ def BAEfficientNet(
         drop_connect_rate=drop_connect_rate,
         depth_divisor=depth_divisor,
         blocks_args=blocks_args,
+        trunk_style=trunk_style,
     )
     return classifier.build_application(
         BAEfficientNetBackbone,

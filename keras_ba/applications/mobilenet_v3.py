@@ -1,12 +1,25 @@
 """BA-MobileNetV3: MobileNetV3-Small and -Large with Bridge Attention.
 
 Data flow: image -> stem conv -> inverted residual blocks -> `conv_1` (the
-backbone, `BAMobileNetV3Backbone`) -> head (`conv_2`, `predictions`). The trunk is MobileNetV3 as `keras.applications` builds it (alpha,
-hard-swish, `minimalistic=False`, BatchNorm epsilon 1e-3 and momentum 0.999,
-TensorFlow-style `"same"` padding, the same layer names), without the
-`Rescaling` layer: the model takes `preprocess_input` output (an alias of
+backbone, `BAMobileNetV3Backbone`) -> head (`conv_2`, `predictions`). The
+model takes `preprocess_input` output (an alias of
 `keras_ba.applications.resnet.preprocess_input`: RGB in [0, 255] -> ImageNet
-mean/std, as in the authors' training).
+mean/std, as in the authors' training); there is no `Rescaling` layer.
+
+Two trunks (`trunk_style`, see docs/trunks.md), with the same layer names
+and weight shapes for the standard stacks:
+
+- `"keras"` (default): MobileNetV3 as `keras.applications` builds it (alpha,
+  hard-swish, `minimalistic=False`, BatchNorm epsilon 1e-3 and momentum
+  0.999, TensorFlow-style `"same"` padding: at stride 2 the extra row and
+  column go bottom/right).
+- `"pytorch"`: the authors' `BA_mobilenetv3.py`, which computes another
+  function: stride-2 convs padded symmetrically (`{conv}_pad`
+  `ZeroPadding2D` + `"valid"`), PyTorch's BatchNorm epsilon 1e-5 and
+  momentum 0.1 (Keras 0.9), a stem of `make_divisible(16 * alpha)` filters
+  (16 for alpha >= 0.75), an expansion conv only where the expanded width
+  differs from the input width, and `conv_1` as wide as the last block's
+  expansion. Load the authors' checkpoints into this trunk.
 
 Attention sits in the blocks that have squeeze-and-excitation in MobileNetV3:
 
@@ -53,14 +66,20 @@ __all__ = [
 MIN_SIZE = 32
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.999
+# BatchNorm arguments of each `trunk_style` (PyTorch's momentum 0.1 = Keras 0.9).
+TRUNK_NORMS = {
+    "keras": dict(epsilon=BN_EPSILON, momentum=BN_MOMENTUM),
+    "pytorch": dict(epsilon=1e-5, momentum=0.9),
+}
 SE_RATIO = 0.25
 ACTIVATIONS = ("relu", "hard_swish")
 GATE = "hard_sigmoid"
 # Layer names (keras.applications'), `{}` = block or conv name.
-CONV_NAMES = {"conv": "{}", "bn": "{}_bn", "act": "{}_activation"}
+CONV_NAMES = {"pad": "{}_pad", "conv": "{}", "bn": "{}_bn", "act": "{}_activation"}
 BLOCK_NAMES = {
     "expand": {"conv": "{}_expand", "bn": "{}_expand_bn", "act": "{}_expand_activation"},
     "depthwise": {
+        "pad": "{}_depthwise_pad",
         "conv": "{}_depthwise",
         "bn": "{}_depthwise_bn",
         "act": "{}_depthwise_activation",
@@ -163,6 +182,23 @@ def _block_attend(attention, channels, reduction, data_format, dtype):
     )
 
 
+def pytorch_conv_bn(x, *args, strides=1, **kwargs):
+    """`blocks.conv_bn_act` padding as PyTorch: symmetric at stride 2.
+
+    At stride 1 an odd kernel's `"same"` padding is already symmetric, so
+    only strided convs get a `ZeroPadding2D`.
+
+    Example:
+    >>> y = pytorch_conv_bn(keras.Input((8, 8, 3)), 16, 3, strides=2, epsilon=1e-5,
+    ...                     momentum=0.9, data_format="channels_last", name="conv",
+    ...                     names=CONV_NAMES)
+    >>> y._keras_history.operation.name, tuple(y.shape)
+    ('conv_bn', (None, 4, 4, 16))
+    """
+    padding = "symmetric" if strides > 1 else "same"
+    return blocks.conv_bn_act(x, *args, strides=strides, padding=padding, **kwargs)
+
+
 # === Argument checks ===
 
 
@@ -225,6 +261,10 @@ class BAMobileNetV3Backbone(Backbone):
         reduction: attention reduction ratio (6 in the authors' code).
         image_shape: `(H, W, 3)` (channels_last) or `(3, H, W)` with sides
             of at least 32; default `(None, None, 3)`.
+        trunk_style: `"keras"` (default: `keras.applications`' trunk) or
+            `"pytorch"` (the authors' trunk: symmetric padding, BatchNorm
+            epsilon 1e-5; build this one for their checkpoints). See the
+            module docstring and docs/trunks.md.
         input_tensor: optional Keras tensor to build on (not part of the
             config).
         data_format: `"channels_last"` or `"channels_first"`; None reads
@@ -254,11 +294,14 @@ class BAMobileNetV3Backbone(Backbone):
         input_tensor=None,
         data_format=None,
         dtype=None,
+        trunk_style="keras",
         **kwargs,
     ):
         # === Arguments ===
         specs = _check_stack(stack)
         _validation.check_positive_number(alpha, "alpha")
+        blocks.check_trunk_style(trunk_style, "BA-MobileNetV3")
+        pytorch = trunk_style == "pytorch"
         begin = start(
             attention, reduction, image_shape, input_tensor, data_format, MIN_SIZE, "mobilenet_v3"
         )
@@ -266,14 +309,14 @@ class BAMobileNetV3Backbone(Backbone):
 
         # === Functional Model ===
         conv_bn = functools.partial(
-            blocks.conv_bn_act,
-            epsilon=BN_EPSILON,
-            momentum=BN_MOMENTUM,
+            pytorch_conv_bn if pytorch else blocks.conv_bn_act,
+            **TRUNK_NORMS[trunk_style],
             data_format=data_format,
             dtype=dtype,
             names=CONV_NAMES,
         )
-        x = conv_bn(begin.images, 16, 3, strides=2, activation="hard_swish", name="conv")
+        stem = make_divisible(16 * alpha) if pytorch else 16
+        x = conv_bn(begin.images, stem, 3, strides=2, activation="hard_swish", name="conv")
         pyramid_outputs = {"P1": x}
         total_stride = 2
         axis = _validation.channel_axis(data_format)
@@ -281,12 +324,14 @@ class BAMobileNetV3Backbone(Backbone):
             in_channels = x.shape[axis]
             channels = make_divisible(in_channels * expansion)
             filters = make_divisible(filters * alpha)
+            # The authors expand when the width changes, keras when expansion != 1.
+            expands = channels != in_channels if pytorch else expansion != 1
             x = blocks.inverted_residual(
                 x,
                 filters,
                 kernel_size,
                 stride,
-                expanded_channels=channels if expansion != 1 else None,
+                expanded_channels=channels if expands else None,
                 activation=act,
                 attend=_block_attend(
                     attention if use_se else None, channels, reduction, data_format, dtype
@@ -303,12 +348,15 @@ class BAMobileNetV3Backbone(Backbone):
             )
             total_stride *= stride
             pyramid_outputs[blocks.pyramid_level(total_stride)] = x
-        x = conv_bn(x, make_divisible(x.shape[axis] * 6), 1, activation="hard_swish", name="conv_1")
+        # The authors' `conv_1` is as wide as the last expansion, keras' 6x.
+        last = channels if pytorch else make_divisible(x.shape[axis] * 6)
+        x = conv_bn(x, last, 1, activation="hard_swish", name="conv_1")
         super().__init__(begin, x, pyramid_outputs, dtype=dtype, **kwargs)
 
         # === Config ===
         self.stack = stack if isinstance(stack, str) else [list(spec) for spec in specs]
         self.alpha = alpha
+        self.trunk_style = trunk_style
 
     def get_config(self):
         config = super().get_config()
@@ -316,6 +364,7 @@ class BAMobileNetV3Backbone(Backbone):
             {
                 "stack": self.stack,
                 "alpha": self.alpha,
+                "trunk_style": self.trunk_style,
             }
         )
         return config
@@ -340,6 +389,7 @@ def BAMobileNetV3(
     reduction=6,
     data_format=None,
     name="ba_mobilenet_v3",
+    trunk_style="keras",
 ):
     """Builds a MobileNetV3 classifier with Bridge Attention (or SE, or none).
 
@@ -347,8 +397,9 @@ def BAMobileNetV3(
     `conv_2`, `avg_pool`, `top_dropout`, `predictions`), in one flat model.
 
     Args:
-        stack, alpha, attention, reduction, data_format: as in
-            `BAMobileNetV3Backbone`.
+        stack, alpha, attention, reduction, data_format, trunk_style: as
+            in `BAMobileNetV3Backbone` (`trunk_style="pytorch"` for the
+            authors' checkpoints).
         last_point_channels: width of the hidden layer of the classifier head
             (`conv_2`): 1024 for Small, 1280 for Large.
         dropout_rate: dropout before the classifier (`top_dropout`).
@@ -391,7 +442,7 @@ def BAMobileNetV3(
 
     return classifier.build_application(
         BAMobileNetV3Backbone,
-        dict(stack=stack, alpha=alpha),
+        dict(stack=stack, alpha=alpha, trunk_style=trunk_style),
         include_top,
         weights,
         input_tensor,

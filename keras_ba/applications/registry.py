@@ -142,11 +142,74 @@ def _mobilenets():
         )
 
 
-MODELS = {
-    entry.name: entry
-    for family in (_resnets, _resnexts, _efficientnets, _mobilenets)
-    for entry in family()
-}
+def _regnetys():
+    # timm's RegNet-Y configurations (`regnet.py` model_cfgs, se_ratio 0.25): the
+    # stage widths, depths and group widths are derived from them
+    # (`regnet_design`), as timm derives them.
+    configs = {
+        "004": dict(w0=48, wa=27.89, wm=2.09, depth=16, group_size=8),
+        "008": dict(w0=56, wa=38.84, wm=2.4, depth=14, group_size=16),
+        "016": dict(w0=48, wa=20.71, wm=2.65, depth=27, group_size=24),
+        "032": dict(w0=80, wa=42.63, wm=2.66, depth=21, group_size=24),
+        "040": dict(w0=96, wa=31.41, wm=2.24, depth=22, group_size=64),
+    }
+    for key, design in configs.items():
+        yield ModelEntry(
+            f"ba_regnety_{key}",
+            f"BARegNetY{key}",
+            "regnety",
+            "keras_ba.applications.regnety",
+            {**design, "stem_filters": 32},
+            {"attention": "bav2", "reduction": 4},
+        )
+
+
+def _swins():
+    configs = {
+        "tiny": ([2, 2, 6, 2], 0.2),
+        "small": ([2, 2, 18, 2], 0.3),
+    }
+    for size, (depths, drop_path_rate) in configs.items():
+        yield ModelEntry(
+            f"ba_swin_{size}",
+            f"BASwinTransformer{size.title()}",
+            "swin",
+            "keras_ba.applications.swin",
+            {"embed_dim": 96, "depths": depths, "num_heads": [3, 6, 12, 24], "window_size": 7},
+            {"drop_path_rate": drop_path_rate, "attention": "bav2", "reduction": 16},
+        )
+
+
+def _pvts():
+    for size, depths in (("tiny", [2, 2, 2, 2]), ("small", [3, 4, 6, 3])):
+        yield ModelEntry(
+            f"ba_pvt_{size}",
+            f"BAPVT{size.title()}",
+            "pvt",
+            "keras_ba.applications.pvt",
+            {"depths": depths},
+            {"drop_path_rate": 0.1, "attention": "bav2", "reduction": 16},
+        )
+
+
+def _cswins():
+    yield ModelEntry(
+        "ba_cswin_tiny",
+        "BACSWinTiny",
+        "cswin",
+        "keras_ba.applications.cswin",
+        {
+            "embed_dim": 64,
+            "depths": [1, 2, 21, 1],
+            "num_heads": [2, 4, 8, 16],
+            "split_sizes": [1, 2, 7, 7],
+        },
+        {"drop_path_rate": 0.2, "attention": "bav2", "reduction": 16},
+    )
+
+
+FAMILIES = (_resnets, _resnexts, _efficientnets, _mobilenets, _regnetys, _swins, _pvts, _cswins)
+MODELS = {entry.name: entry for family in FAMILIES for entry in family()}
 # The command-line names and their builders' function names (before 0.3, the table).
 MODEL_BUILDERS = {name: entry.builder for name, entry in MODELS.items()}
 
@@ -252,7 +315,8 @@ VARIANT_DOCSTRING = """Instantiates {title} (`attention="{attention}"` by defaul
     Every argument is keyword-only and optional: `include_top`, `weights`,
     `input_tensor`, `input_shape`, `pooling`, `classes`,
     `classifier_activation`, `attention`, `reduction`, `data_format`,
-    `name` (default `"{name}"`) and the other options of `{generic}`,
+    `trunk_style` (docs: trunks), `name` (default `"{name}"`) and the
+    other options of `{generic}`,
     except {fixed}, which make the model this one (`--model {name}` on the
     command line; its row in `keras_ba.applications.registry.MODELS`).
 

@@ -10,7 +10,10 @@ Architecture details follow the authors' code so that their checkpoints load
 momentum 0.9 (PyTorch 0.1), the stride of a downsampling bottleneck on its
 3x3 conv, a 1x1 conv + BN shortcut, and symmetric zero padding written out
 as `ZeroPadding2D` + `padding="valid"` (Keras' `"same"` pads asymmetrically
-at stride 2).
+at stride 2). This is the only trunk: `trunk_style="pytorch"` (the default)
+is accepted for the API every family shares (docs/trunks.md), and
+`trunk_style="keras"` raises, as there is no `keras.applications`-compatible
+BA-ResNet trunk (`keras.applications.ResNet50` is v1, with conv biases).
 """
 
 import functools
@@ -148,6 +151,8 @@ class BAResNetBackbone(Backbone):
         data_format: `"channels_last"` or `"channels_first"`; None reads
             `keras.config.image_data_format()`.
         dtype: dtype policy of every layer (None: the global policy).
+        trunk_style: `"pytorch"`, the only trunk (the authors' and
+            torchvision's conventions; see the module docstring).
         **kwargs: `name`, `trainable`.
 
     Reference:
@@ -179,9 +184,11 @@ class BAResNetBackbone(Backbone):
         input_tensor=None,
         data_format=None,
         dtype=None,
+        trunk_style="pytorch",
         **kwargs,
     ):
         # === Arguments ===
+        blocks.check_trunk_style(trunk_style, "BA-ResNet", supported=("pytorch",))
         depths = _validation.check_int_list(stackwise_num_blocks, "stackwise_num_blocks")
         widths = _validation.check_int_list(
             stackwise_num_filters, "stackwise_num_filters", length=len(depths)
@@ -264,6 +271,7 @@ class BAResNetBackbone(Backbone):
         self.stackwise_strides = strides
         self.groups = groups
         self.width_per_group = width_per_group
+        self.trunk_style = trunk_style
 
     def get_config(self):
         config = super().get_config()
@@ -277,6 +285,7 @@ class BAResNetBackbone(Backbone):
                 "stackwise_strides": self.stackwise_strides,
                 "groups": self.groups,
                 "width_per_group": self.width_per_group,
+                "trunk_style": self.trunk_style,
             }
         )
         return config
@@ -305,6 +314,7 @@ def BAResNet(
     reduction=16,
     data_format=None,
     name="ba_resnet",
+    trunk_style="pytorch",
 ):
     """Builds a ResNet classifier with Bridge Attention (or SE, or none) in every block.
 
@@ -313,7 +323,8 @@ def BAResNet(
     Args:
         stackwise_num_blocks, stackwise_num_filters, block_type,
         stem_filters, stem, stackwise_strides, groups, width_per_group,
-        attention, reduction, data_format: as in `BAResNetBackbone`.
+        attention, reduction, data_format, trunk_style: as in
+            `BAResNetBackbone`.
         include_top: whether to end with the `predictions` classifier.
         weights: None (random) or the path to a `.keras` / `.weights.h5`
             file saved from a model of the same architecture. With
@@ -346,6 +357,7 @@ def BAResNet(
         stackwise_strides=stackwise_strides,
         groups=groups,
         width_per_group=width_per_group,
+        trunk_style=trunk_style,
     )
     return classifier.build_application(
         BAResNetBackbone,

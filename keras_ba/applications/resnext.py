@@ -7,8 +7,10 @@ cardinality, `width_per_group` channels per group), so these are
 placement (all three conv outputs of a bottleneck bridged, the last one
 recalibrated before the shortcut is added), same PyTorch conventions
 (torchvision's `resnext50_32x4d` / `resnext101_32x8d` trunk, v1.5 strides,
-symmetric padding, BatchNorm epsilon 1e-5). The authors'
-`ba_resnext50` / `ba_resnext101` (`BA_resnext.py`) are the 32x4d models.
+symmetric padding, BatchNorm epsilon 1e-5; `trunk_style="pytorch"`, the only
+trunk, see docs/trunks.md). The authors' `ba_resnext50` / `ba_resnext101`
+(`BA_resnext.py`) are the 32x4d models; their head pools with
+`AvgPool2d(7)`, which equals the global average pool at 224 x 224 only.
 
 Input convention: `preprocess_input` (RGB in [0, 255] -> ImageNet
 mean/std), as for BA-ResNet.

@@ -1,5 +1,10 @@
 """`keras-ba convert`: a PyTorch checkpoint -> a `.keras` file.
 
+The model is built with `trunk_style="pytorch"` (symmetric padding, PyTorch's
+BatchNorm epsilons: the trunk that computes the checkpoint's function, see
+docs/trunks.md) unless `--trunk-style keras` asks for the keras.applications
+trunk; the printed report says which trunk was built.
+
 Example:
     keras-ba convert ba_resnet50.pth --arch ba_resnet50 --attention bav1 \
         -o ba_resnet50.keras
@@ -16,7 +21,9 @@ CUSTOM_RESNET_ARGS = ("depths", "widths", "stem_filters", "block")
 # --from: where the checkpoint comes from. "authors": a checkpoint of the
 # model itself (all keys, strict); "torchvision" / "timm": an ImageNet model
 # of the same trunk without Bridge Attention (the trunk mode).
-ORIGINS = ("authors", "torchvision", "timm")
+ORIGINS = ("authors", "torchvision", "timm", "official")
+# "official": the official ImageNet checkpoint of a transformer trunk (Swin, PVT,
+# CSWin: `--arch ba_swin_tiny`), loaded in the trunk mode like torchvision's.
 
 
 def register(subparsers):
@@ -48,7 +55,8 @@ def register(subparsers):
         default="authors",
         help="where the checkpoint comes from: 'authors' (a checkpoint of the "
         "model itself, every key must match; default) or 'torchvision' / "
-        "'timm' (an ImageNet trunk: attention layers stay initialised)",
+        "'timm' / 'official' (an ImageNet trunk, e.g. the official Swin checkpoint: "
+        "attention layers stay initialised)",
     )
     parser.add_argument(
         "--attention",
@@ -68,6 +76,15 @@ def register(subparsers):
         choices=("softmax", "none"),
         default="softmax",
         help="activation of the saved model's classifier ('none' gives logits)",
+    )
+    parser.add_argument(
+        "--trunk-style",
+        choices=("pytorch", "keras"),
+        default="pytorch",
+        help="trunk to build: 'pytorch' (default: the checkpoint's own conventions, "
+        "symmetric padding and PyTorch BatchNorm epsilons, so the model computes the "
+        "checkpoint's function) or 'keras' (keras.applications' trunk where the family "
+        "has one, e.g. BA-MobileNetV3: a different function, the report warns)",
     )
     reduced = parser.add_argument_group("reduced ResNets (ba_resnet* only)")
     reduced.add_argument("--depths", type=int, nargs="+", help="blocks per stage")
@@ -153,6 +170,8 @@ def build_model(args, builder, state):
         None if args.classifier_activation == "none" else args.classifier_activation
     )
     parameters = inspect.signature(builder).parameters
+    if "trunk_style" in parameters:
+        kwargs["trunk_style"] = args.trunk_style
     if "attention" in parameters:
         if args.origin == "authors":
             attention = args.attention or detect_attention(state)
@@ -165,7 +184,8 @@ def build_model(args, builder, state):
 
 
 def _checkpoint_classes(state):
-    for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight"):
+    for key in ("fc.weight", "_fc.weight", "classifier.3.weight", "classifier.weight",
+                "head.fc.weight", "head.weight"):  # fmt: skip
         if key in state:
             return int(state[key].shape[0])
     return 1000

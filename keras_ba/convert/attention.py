@@ -56,6 +56,7 @@ def detect_attention(keys):
         return "bav1"
     if any(".fusions." in key for key in keys):
         return "bav2"
-    if any(".se.fc." in key or ".att.0." in key or ".att.fc." in key for key in keys):
+    se_markers = (".se.fc.", ".att.0.", ".att.fc.", ".se.fc1.")  # .se.fc1.: timm's RegNet-Y
+    if any(marker in key for key in keys for marker in se_markers):
         return "se"
     return None

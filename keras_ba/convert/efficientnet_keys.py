@@ -25,6 +25,10 @@ FAMILY = "efficientnet"
 HEAD_PREFIX = "_fc."
 CLASSIFIER = "_fc"  # the Linear that becomes `predictions`
 MARKER = "stem_conv"
+# `{trunk_style: (padding of strided convs, BatchNorm epsilon)}` (see
+# `keras_ba.convert.trunk_check`): the authors' code (lukemelas' static "same"
+# padding, epsilon 1e-3) is keras.applications' trunk, so both styles agree.
+TRUNK_STYLES = {"keras": ("same", 1e-3), "pytorch": ("same", 1e-3)}
 IGNORED = ()
 _TOP = {
     "stem_conv": "_conv_stem",

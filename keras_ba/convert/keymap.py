@@ -2,10 +2,28 @@
 
 import dataclasses
 
-from keras_ba.convert import common_keys, efficientnet_keys, mobilenet_v3_keys, resnet_keys
+from keras_ba.convert import (
+    common_keys,
+    cswin_keys,
+    efficientnet_keys,
+    mobilenet_v3_keys,
+    pvt_keys,
+    regnet_keys,
+    resnet_keys,
+    swin_keys,
+)
 from keras_ba.convert.attention import detect_attention
 
-_MODULES = (resnet_keys, efficientnet_keys, mobilenet_v3_keys)
+# RegNet is detected first: its stem is named `stem_conv`, EfficientNet's marker.
+_MODULES = (
+    regnet_keys,
+    resnet_keys,
+    efficientnet_keys,
+    mobilenet_v3_keys,
+    swin_keys,
+    pvt_keys,
+    cswin_keys,
+)
 _FAMILIES = {module.FAMILY: module for module in _MODULES}
 FAMILIES = tuple(_FAMILIES)
 
@@ -30,6 +48,8 @@ class KeyMap:
             family's layout carries but no model uses (skipped by name).
         unmapped: layers with weights but no counterpart in the layout
             (only with `allow_unmapped=True`; e.g. a user's own attention).
+        rename: None, or `f(state) -> state` putting another layout's names
+            on the family's (RegNet: torchvision's onto timm's).
 
     Example:
     >>> import re
@@ -45,6 +65,7 @@ class KeyMap:
     has_head: bool
     ignored: tuple = ()
     unmapped: list = dataclasses.field(default_factory=list)
+    rename: object = None
 
     def ignore_reason(self, key):
         """Why `key` is skipped by name, or None if it is not (see `KeyMap`)."""
@@ -118,4 +139,17 @@ def build_key_map(model, family=None, allow_unmapped=False):
         has_head,
         module.IGNORED,
         unmapped,
+        getattr(module, "rename_state", None),
     )
+
+
+def family_trunk_styles(family):
+    """`{trunk_style: (padding, epsilon)}` of `family`, None if undeclared.
+
+    See `keras_ba.convert.trunk_check`; `"pytorch"` is the authors' conventions.
+
+    Example:
+    >>> family_trunk_styles("mobilenet_v3")["pytorch"]
+    ('symmetric', 1e-05)
+    """
+    return getattr(_FAMILIES[family], "TRUNK_STYLES", None)

@@ -1,8 +1,10 @@
 """`load_torch_weights`: validate a whole checkpoint, then assign it."""
 
+import warnings
+
 import numpy as np
 
-from keras_ba.convert import attention, keymap, report, sources
+from keras_ba.convert import attention, keymap, report, sources, trunk_check
 from keras_ba.convert.common_keys import ATTENTION, HEAD
 
 
@@ -45,7 +47,13 @@ def load_torch_weights(model, source, strict=True, family=None):
     Returns:
         A `ConversionReport`: `mapped` lists every weight loaded,
         `not_loaded` every weight left as it was, `skipped` every checkpoint
-        key not used; `print(report)` summarises it.
+        key not used, `trunk` which trunk the model has (`trunk_style`) and
+        whether it computes the authors' function; `print(report)`
+        summarises it. Weight shapes cannot show how a trunk pads or its
+        BatchNorm epsilon: loading into a trunk without the authors'
+        conventions (BA-MobileNetV3's default `trunk_style="keras"`) works,
+        warns (`UserWarning`) and says so in the report; build the model
+        with `trunk_style="pytorch"` to get the authors' function.
 
     Raises:
         ValueError: for an invalid `strict`, an unreadable or unsafe
@@ -73,6 +81,8 @@ def load_torch_weights(model, source, strict=True, family=None):
     trunk = strict == "trunk"
     state = sources.read_state_dict(source)
     key_map = keymap.build_key_map(model, family, allow_unmapped=trunk)
+    if key_map.rename is not None:
+        state = key_map.rename(state)
     plan = _plan(state, key_map, trunk)
     problems = (plan["missing"], plan["unexpected"]) if strict else ([], [])
     if any(problems) or plan["mismatched"]:
@@ -89,6 +99,7 @@ def load_torch_weights(model, source, strict=True, family=None):
         raise report.CheckpointMismatchError(message, missing, unexpected, plan["mismatched"])
     for variable, value in plan["assignments"]:
         variable.assign(value)
+    checked = _check_trunk(model, key_map.family)
     return report.ConversionReport(
         source=state.source,
         model_name=model.name,
@@ -101,7 +112,19 @@ def load_torch_weights(model, source, strict=True, family=None):
         num_values=int(sum(value.size for _, value in plan["assignments"])),
         mode="trunk" if trunk else ("strict" if strict else "non-strict"),
         not_loaded=plan["not_loaded"],
+        trunk=checked,
     )
+
+
+def _check_trunk(model, family):
+    """The `TrunkCheck` of `model`; warns when it is not the authors' trunk."""
+    styles = keymap.family_trunk_styles(family)
+    if styles is None:
+        return None
+    checked = trunk_check.check_trunk(model, styles, family)
+    if not checked.matches_authors:
+        warnings.warn(f"Model {model.name!r}: {checked.summary}.", UserWarning, stacklevel=3)
+    return checked
 
 
 def _plan(state, key_map, trunk):
@@ -198,8 +221,9 @@ def _hints(state, key_map, plan, trunk):
     ):
         hints.append(
             "the checkpoint has no weights for the model's attention layers "
-            "(an ImageNet trunk from torchvision or timm?): load it with "
-            "strict='trunk' (`keras-ba convert --from torchvision`) to fill "
+            "(an ImageNet trunk from torchvision, timm or an official transformer "
+            "checkpoint?): load it with strict='trunk' (`keras-ba convert --from "
+            "torchvision`, or `--from official`) to fill "
             "every other weight and keep the attention layers freshly initialised."
         )
     found = attention.detect_attention(state)

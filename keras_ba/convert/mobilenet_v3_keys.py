@@ -14,11 +14,12 @@
 
 Block `i` of Keras (`expanded_conv` is block 0) is `features.{i+1}` in
 PyTorch. The layout is reproduced exactly (same keys, shapes and parameter
-totals as the authors' Small and Large models), but see the README: the
-authors' trunk pads its convs symmetrically and uses PyTorch's BatchNorm
-epsilon (1e-5), while `BAMobileNetV3` follows `keras.applications`
-(TensorFlow "same" padding, epsilon 1e-3), so a converted checkpoint computes
-a close but not identical function.
+totals as the authors' Small and Large models) by both trunks, but only
+`trunk_style="pytorch"` computes the authors' function: their trunk pads its
+stride-2 convs symmetrically and uses PyTorch's BatchNorm epsilon (1e-5),
+while the default trunk follows `keras.applications` (TensorFlow "same"
+padding, epsilon 1e-3; full-size logits differ by up to 1.27). Loading into
+the default trunk works and warns (docs/trunks.md).
 """
 
 import re
@@ -29,6 +30,9 @@ FAMILY = "mobilenet_v3"
 HEAD_PREFIX = "classifier."
 CLASSIFIER = "classifier.3"  # the Linear that becomes `predictions`
 MARKER = "expanded_conv_depthwise"
+# `{trunk_style: (padding of strided convs, BatchNorm epsilon)}` (see
+# `keras_ba.convert.trunk_check`): only the "pytorch" trunk computes the authors' function.
+TRUNK_STYLES = {"keras": ("same", 1e-3), "pytorch": ("symmetric", 1e-5)}
 IGNORED = ()
 _TOP = {
     "conv": "features.0.0",

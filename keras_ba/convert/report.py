@@ -31,6 +31,10 @@ class ConversionReport:
         not_loaded: `(keras_weight_path, reason)` for every weight of the
             model that was left as it was (attention layers in the trunk
             mode, a classifier of another size, missing keys).
+        trunk: a `keras_ba.convert.trunk_check.TrunkCheck` (the model's
+            `trunk_style` and whether it computes the authors' function:
+            padding and BatchNorm epsilon are invisible in weight shapes), or
+            None for a family that declares no conventions.
 
     Example:
     >>> report = ConversionReport("ckpt.pth", "m", "resnet", [("fc.bias", "predictions/bias", "copy")])
@@ -49,6 +53,7 @@ class ConversionReport:
     num_values: int = 0
     mode: str = "strict"
     not_loaded: list = dataclasses.field(default_factory=list)
+    trunk: object = None
 
     @property
     def num_mapped(self):
@@ -62,6 +67,8 @@ class ConversionReport:
             f"  mapped {self.num_mapped} tensors ({self.num_values:,} values) "
             "onto as many Keras weights",
         ]
+        if self.trunk is not None:
+            lines.append(f"  trunk: {self.trunk.summary}")
         lines += [f"  note: {note}" for note in self.notes]
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} entries: {_summary(self.skipped)}")

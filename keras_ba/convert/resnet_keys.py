@@ -27,6 +27,10 @@ FAMILY = "resnet"
 HEAD_PREFIX = "fc."
 CLASSIFIER = "fc"  # the Linear that becomes `predictions`
 MARKER = "conv1_conv"
+# `{trunk_style: (padding of strided convs, BatchNorm epsilon)}` (see
+# `keras_ba.convert.trunk_check`): the authors' and torchvision's conventions; BA-ResNet
+# has no other trunk.
+TRUNK_STYLES = {"pytorch": ("symmetric", 1e-5)}
 IGNORED = (
     (
         re.compile(r"^(gate\d+|layer\d+\.\d+\.Gate)\.0\.weight$"),

@@ -24,7 +24,7 @@ import numpy as np
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SUFFIXES = TORCH_SUFFIXES + (".safetensors", ".npz")
-WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 SKIPPED_SUFFIXES = (".num_batches_tracked",)
 
