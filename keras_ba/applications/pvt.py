@@ -276,7 +276,8 @@ def class_token_top(backbone, x):
 
     Example:
     >>> backbone = BAPVTBackbone([1, 1, 1, 1], embed_dims=[8, 8, 8, 8],
-    ...                          num_heads=[1, 1, 1, 1], pos_embed_size=32)
+    ...                          num_heads=[1, 1, 1, 1], pos_embed_size=32,
+    ...                          attention=None)
     >>> tuple(class_token_top(backbone, backbone.output).shape)
     (None, 1, 1, 8)
     """

@@ -6,7 +6,7 @@ grid, as in the official `classification/pvt.py` (whai362/PVT).
 Example:
 >>> import numpy as np
 >>> bilinear_matrix(2, 4).round(2).tolist()
-[[0.75, 0.25, 0.0, 0.0], [0.0, 0.25, 0.75, 0.0]]
+[[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]]
 """
 
 import keras
