@@ -358,7 +358,7 @@ def test_dense_task_head_on_the_backbone():
     assert masks.shape == (2, 64, 64, 3) and np.all(np.isfinite(masks))
 
 
-@only_in("tensorflow", reason="the command line builds and saves a full-size model: once")
+@only_in("torch", reason="the command line builds and saves a full-size model: once")
 def test_convert_cli_warm_starts_from_a_torchvision_checkpoint(tmp_path, capsys):
     from keras_ba.cli import main
 
