@@ -199,13 +199,14 @@ def test_backbone_contract(tmp_path):
     assert backbone.get_layer("block4_0_ba").version == "v2"
 
 
-@pytest.mark.parametrize("image_shape", [(64, 32, 3), (32, 96, 3)])
+@pytest.mark.parametrize("image_shape", [(64, 32, 3), (32, 96, 3), (64, 64, 3)])
 def test_other_input_sizes_resize_the_position_embeddings(image_shape):
     backbone = shapes_only(BAPVTBackbone, [1, 1, 1, 1], **TINY, image_shape=image_shape)
     h, w = image_shape[0] // 4, image_shape[1] // 4
     want = {f"P{k + 2}": (None, h >> k, w >> k, c) for k, c in enumerate([8, 8, 16, 16])}
     assert {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()} == want
-    assert backbone.get_layer("pos_embed1").resize
+    # (64, 64): stage 2 has stage 1's construction count (8x8) but stores 4x4.
+    assert all(backbone.get_layer(f"pos_embed{s}").resize for s in (1, 2, 3, 4))
     assert backbone.get_layer("pos_embed4").embeddings.shape == (1, 1 + 1, 16)
 
 
