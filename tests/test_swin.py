@@ -320,3 +320,19 @@ def test_errors_are_clear():
         BASwinTransformer(**dict(TINY, num_heads=[2]), image_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="shift_size"):
         SwinWindowAttention(num_heads=2, window_size=4, shift_size=4)
+
+
+@only_in("tensorflow", reason="layer names only; keras-cv's task models are tested in test_cv")
+def test_keras_cv_backbone_finds_the_stage_outputs():
+    from keras_ba.cv.backbone import BABackbone
+
+    model = shapes_only(
+        BASwinTransformerClassifier,
+        **dict(TINY, depths=[1, 1]),
+        input_shape=(32, 32, 3),
+        include_top=False,
+    )
+    assert BABackbone(model).pyramid_level_inputs == {
+        "P2": "stage1_block1_add2",
+        "P3": "stage2_block1_add2",
+    }
