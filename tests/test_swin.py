@@ -336,3 +336,14 @@ def test_keras_cv_backbone_finds_the_stage_outputs():
         "P2": "stage1_block1_add2",
         "P3": "stage2_block1_add2",
     }
+
+
+@SHAPES_PASS
+def test_convert_cli_accepts_official_checkpoints(tmp_path, capsys):
+    from keras_ba.cli import main
+    from keras_ba.cli.convert import _checkpoint_classes
+
+    args = ["convert", str(tmp_path / "swin.pth"), "--from", "official", "--arch", "ba_swin_tiny"]
+    assert main([*args, "-o", str(tmp_path / "m.keras")]) == 1  # a missing file, not a usage error
+    assert "does not exist" in capsys.readouterr().err
+    assert _checkpoint_classes({"head.weight": np.zeros((10, 768))}) == 10
