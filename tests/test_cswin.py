@@ -11,10 +11,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR, SHAPES_PASS, forward, shapes_only, trainable_count
+from conftest import REFERENCE_DIR, SHAPES_PASS, forward, only_in, shapes_only, trainable_count
 from model_contract import run_backbone_contract
 
-from keras_ba.applications import BACSWin, BACSWinBackbone, BACSWinTiny
+from keras_ba.applications import BACSWin, BACSWinBackbone, BACSWinTiny, get_model_builder
 from keras_ba.applications.cswin import CrossShapedWindowAttention
 from keras_ba.convert import CheckpointMismatchError, build_key_map, load_torch_weights
 from keras_ba.layers import BridgeAttention, SqueezeExcite
@@ -114,6 +114,11 @@ def snapshot(variables):
     return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
 
 
+@only_in(
+    "tensorflow",
+    "torch",
+    reason="key matching by name and transpose (the JAX numerics are the parity test's)",
+)
 @pytest.mark.parametrize("container", ["state_dict_ema", "module."])
 def test_trunk_loading_from_an_official_layout(container):
     meta, state, _ = reduced()
@@ -192,6 +197,29 @@ def test_cross_shaped_windows_and_head():
     mixed = shapes_only(BACSWin, **TINY, input_shape=(64, 64, 3), dtype="mixed_bfloat16")
     assert mixed.get_layer("stage1_0_attn").compute_dtype == "bfloat16"
     assert mixed.get_layer("predictions").compute_dtype == "float32"
+
+
+def _producer(tensor):
+    return tensor._keras_history.operation.name
+
+
+def test_attention_bridges_the_block_and_gates_the_mlp_output():
+    model = shapes_only(BACSWinBackbone, **TINY, image_shape=(64, 64, 3), attention="bav1")
+    layer = model.get_layer("stage1_0_ba")
+    assert isinstance(layer, BridgeAttention) and layer.version == "v1"
+    assert [_producer(x) for x in layer.input] == [
+        "stage1_0_attn",
+        "stage1_0_mlp_fc1",
+        "stage1_0_mlp_fc2",
+    ]
+    add = model.get_layer("stage1_0_add2")
+    assert sorted(_producer(x) for x in add.input) == ["stage1_0_add1", "stage1_0_ba"]
+    plain = shapes_only(
+        BACSWinBackbone, **TINY, image_shape=(64, 64, 3), attention=None, drop_path_rate=0.0
+    )
+    add = plain.get_layer("stage3_0_add2")
+    assert sorted(_producer(x) for x in add.input) == ["stage3_0_add1", "stage3_0_mlp_fc2"]
+    assert get_model_builder("ba_cswin_tiny") is BACSWinTiny
 
 
 def test_errors_are_clear():

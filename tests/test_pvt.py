@@ -12,10 +12,10 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import REFERENCE_DIR, SHAPES_PASS, forward, shapes_only, trainable_count
+from conftest import REFERENCE_DIR, SHAPES_PASS, forward, only_in, shapes_only, trainable_count
 from model_contract import run_backbone_contract
 
-from keras_ba.applications import BAPVT, BAPVTBackbone, BAPVTSmall, BAPVTTiny
+from keras_ba.applications import BAPVT, BAPVTBackbone, BAPVTSmall, BAPVTTiny, get_model_builder
 from keras_ba.applications.pvt_layers import PositionEmbedding, bilinear_matrix
 from keras_ba.convert import CheckpointMismatchError, build_key_map, load_torch_weights
 from keras_ba.layers import BridgeAttention, SqueezeExcite
@@ -139,6 +139,11 @@ def snapshot(variables):
     return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
 
 
+@only_in(
+    "tensorflow",
+    "torch",
+    reason="key matching by name and transpose (the JAX numerics are the parity test's)",
+)
 @pytest.mark.parametrize("container", ["model", "state_dict", "state_dict_ema", "module."])
 def test_trunk_loading_from_an_official_layout(container):
     meta, state, _ = reduced()
@@ -194,13 +199,14 @@ def test_backbone_contract(tmp_path):
     assert backbone.get_layer("block4_0_ba").version == "v2"
 
 
-@pytest.mark.parametrize("image_shape", [(64, 32, 3), (32, 96, 3)])
+@pytest.mark.parametrize("image_shape", [(64, 32, 3), (32, 96, 3), (64, 64, 3)])
 def test_other_input_sizes_resize_the_position_embeddings(image_shape):
     backbone = shapes_only(BAPVTBackbone, [1, 1, 1, 1], **TINY, image_shape=image_shape)
     h, w = image_shape[0] // 4, image_shape[1] // 4
     want = {f"P{k + 2}": (None, h >> k, w >> k, c) for k, c in enumerate([8, 8, 16, 16])}
     assert {k: tuple(v.shape) for k, v in backbone.pyramid_outputs.items()} == want
-    assert backbone.get_layer("pos_embed1").resize
+    # (64, 64): stage 2 has stage 1's construction count (8x8) but stores 4x4.
+    assert all(backbone.get_layer(f"pos_embed{s}").resize for s in (1, 2, 3, 4))
     assert backbone.get_layer("pos_embed4").embeddings.shape == (1, 1 + 1, 16)
 
 
@@ -217,6 +223,28 @@ def test_classifier_head_and_attention_kinds():
     mixed = shapes_only(BAPVT, [1, 1, 1, 1], **TINY, dtype="mixed_bfloat16")
     assert mixed.get_layer("block1_0_attn").compute_dtype == "bfloat16"
     assert mixed.get_layer("predictions").compute_dtype == "float32"
+
+
+def _producer(tensor):
+    return tensor._keras_history.operation.name
+
+
+def test_attention_bridges_the_block_and_gates_the_mlp_output():
+    model = shapes_only(BAPVTBackbone, [1, 1, 1, 1], **TINY, drop_path_rate=0.0)
+    layer = model.get_layer("block4_0_ba")  # the class-token stage too
+    assert isinstance(layer, BridgeAttention) and layer.version == "v2"
+    assert [_producer(x) for x in layer.input] == [
+        "block4_0_attn",
+        "block4_0_mlp_fc1",
+        "block4_0_mlp_fc2",
+    ]
+    add = model.get_layer("block4_0_add2")
+    assert sorted(_producer(x) for x in add.input) == ["block4_0_add1", "block4_0_ba"]
+    plain = shapes_only(BAPVTBackbone, [1, 1, 1, 1], **TINY, attention=None)
+    add = plain.get_layer("block1_0_add2")
+    assert sorted(_producer(x) for x in add.input) == ["block1_0_add1", "block1_0_mlp_fc2"]
+    assert get_model_builder("ba_pvt_tiny") is BAPVTTiny
+    assert get_model_builder("ba_pvt_small") is BAPVTSmall
 
 
 def test_errors_are_clear():

@@ -320,3 +320,30 @@ def test_errors_are_clear():
         BASwinTransformer(**dict(TINY, num_heads=[2]), image_shape=(32, 32, 3))
     with pytest.raises(ValueError, match="shift_size"):
         SwinWindowAttention(num_heads=2, window_size=4, shift_size=4)
+
+
+@only_in("tensorflow", reason="layer names only; keras-cv's task models are tested in test_cv")
+def test_keras_cv_backbone_finds_the_stage_outputs():
+    from keras_ba.cv.backbone import BABackbone
+
+    model = shapes_only(
+        BASwinTransformerClassifier,
+        **dict(TINY, depths=[1, 1]),
+        input_shape=(32, 32, 3),
+        include_top=False,
+    )
+    assert BABackbone(model).pyramid_level_inputs == {
+        "P2": "stage1_block1_add2",
+        "P3": "stage2_block1_add2",
+    }
+
+
+@SHAPES_PASS
+def test_convert_cli_accepts_official_checkpoints(tmp_path, capsys):
+    from keras_ba.cli import main
+    from keras_ba.cli.convert import _checkpoint_classes
+
+    args = ["convert", str(tmp_path / "swin.pth"), "--from", "official", "--arch", "ba_swin_tiny"]
+    assert main([*args, "-o", str(tmp_path / "m.keras")]) == 1  # a missing file, not a usage error
+    assert "does not exist" in capsys.readouterr().err
+    assert _checkpoint_classes({"head.weight": np.zeros((10, 768))}) == 10

@@ -315,7 +315,11 @@ class BAEfficientNetBackbone(Backbone):
                 "depth_coefficient": self.depth_coefficient,
                 "drop_connect_rate": self.drop_connect_rate,
                 "depth_divisor": self.depth_divisor,
-                "blocks_args": copy.deepcopy(self.blocks_args),
+                # Plain copies: a deepcopy of Keras' tracked list would
+                # pickle the whole model through its tracker (seconds).
+                "blocks_args": (
+                    None if self.blocks_args is None else [dict(a) for a in self.blocks_args]
+                ),
                 "trunk_style": self.trunk_style,
             }
         )

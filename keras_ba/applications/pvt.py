@@ -14,7 +14,8 @@ The trunk is the official PVT v1 (whai362/PVT, `classification/pvt.py`,
   GELU; spatial-reduction attention (`SpatialReductionAttention`) with
   ratios 8, 4, 2, 1;
 - at another input size than `pos_embed_size`, the position embeddings are
-  resized bilinearly (`align_corners=False`) as the reference does.
+  resized bilinearly (`align_corners=False`) as the reference does (where
+  the reference fails, e.g. stage 2 at twice the size, with the same resize).
 
 The backbone's output and `pyramid_outputs["P5"]` are the last stage's
 patch tokens as a `(batch, H/32, W/32, C)` map; `P2` ... `P4` are the other
@@ -212,7 +213,12 @@ class BAPVTBackbone(Backbone):
             stride = patch_size * 2**index
             grid = (height // stride, width // stride)
             stored = (stored_side // 2**index,) * 2
-            resize = grid[0] * grid[1] != first_count
+            # The reference adds the stored embedding unchanged when a stage
+            # has as many patches as stage 1 had at the construction size
+            # (`_get_pos_embed`); it fails where that count is not the
+            # stage's own, and there the embedding is resized instead.
+            count = grid[0] * grid[1]
+            resize = count != first_count or count != stored[0] * stored[1]
             dim = spec["embed_dims"][index]
             x = _embed(x, stage, dim, patch, grid, stored, resize, dtype)
             for block in range(spec["depths"][index]):
@@ -278,7 +284,8 @@ def class_token_top(backbone, x):
 
     Example:
     >>> backbone = BAPVTBackbone([1, 1, 1, 1], embed_dims=[8, 8, 8, 8],
-    ...                          num_heads=[1, 1, 1, 1], pos_embed_size=32)
+    ...                          num_heads=[1, 1, 1, 1], pos_embed_size=32,
+    ...                          attention=None)
     >>> tuple(class_token_top(backbone, backbone.output).shape)
     (None, 1, 1, 8)
     """

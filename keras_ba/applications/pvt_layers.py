@@ -6,7 +6,7 @@ grid, as in the official `classification/pvt.py` (whai362/PVT).
 Example:
 >>> import numpy as np
 >>> bilinear_matrix(2, 4).round(2).tolist()
-[[0.75, 0.25, 0.0, 0.0], [0.0, 0.25, 0.75, 0.0]]
+[[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.5, 0.5]]
 """
 
 import keras
@@ -108,7 +108,14 @@ class PositionEmbedding(layers.Layer):
         )
 
     def resized(self):
-        """The embedding as added: `(1, prefix_tokens + h * w, C)`."""
+        """The embedding as added: `(1, prefix_tokens + h * w, C)`.
+
+        Example:
+        >>> layer = PositionEmbedding((1, 2), (1, 1), resize=True)
+        >>> layer.build((None, 2, 3))
+        >>> tuple(layer.resized().shape)
+        (1, 2, 3)
+        """
         embeddings = self.embeddings
         if not self.resize:
             return embeddings
@@ -168,22 +175,47 @@ class ClassToken(layers.Layer):
 
 
 def split_heads(x, heads):
-    """`(B, N, C)` -> `(B, heads, N, C / heads)`: consecutive channel blocks."""
+    """`(B, N, C)` -> `(B, heads, N, C / heads)`: consecutive channel blocks.
+
+    Example:
+    >>> x = np.arange(8, dtype="float32").reshape(1, 1, 8)
+    >>> keras.ops.convert_to_numpy(split_heads(x, 2))[0, :, 0].tolist()
+    [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+    """
     tokens, channels = x.shape[1], x.shape[2]
     x = ops.reshape(x, (-1, tokens, heads, channels // heads))
     return ops.transpose(x, (0, 2, 1, 3))
 
 
 def merge_heads(x):
-    """`(B, heads, N, d)` -> `(B, N, heads * d)`, heads in order."""
+    """`(B, heads, N, d)` -> `(B, N, heads * d)`, heads in order.
+
+    Example:
+    >>> x = np.arange(8, dtype="float32").reshape(1, 1, 8)
+    >>> bool((keras.ops.convert_to_numpy(merge_heads(split_heads(x, 2))) == x).all())
+    True
+    """
     heads, tokens, dim = x.shape[1], x.shape[2], x.shape[3]
     return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, tokens, heads * dim))
 
 
 def attend(q, k, v):
-    """`softmax(q k^T / sqrt(d)) v` per head, the softmax over keys."""
+    """`softmax(q k^T / sqrt(d)) v` per head, the softmax over keys.
+
+    Args:
+        q, k, v: `(B, heads, N, d)`, `(B, heads, M, d)`, `(B, heads, M, d)`.
+
+    Returns:
+        `(B, heads, N, d)`.
+
+    Example:
+    >>> q = np.zeros((1, 1, 2, 4), "float32")  # equal scores: the mean of v
+    >>> v = np.array([[[[1.0] * 4, [3.0] * 4]]], "float32")
+    >>> keras.ops.convert_to_numpy(attend(q, v, v))[0, 0, :, 0].tolist()
+    [2.0, 2.0]
+    """
     scale = float(q.shape[-1]) ** -0.5
-    scores = ops.matmul(q * ops.cast(scale, q.dtype), ops.transpose(k, (0, 1, 3, 2)))
+    scores = ops.matmul(ops.multiply(q, ops.cast(scale, q.dtype)), ops.transpose(k, (0, 1, 3, 2)))
     return ops.matmul(ops.softmax(scores, axis=-1), v)
 
 

@@ -78,6 +78,25 @@ def attention_mask(height, width, window_size, shift_size):
     return np.where(different, MASK_VALUE, 0.0).astype("float32")
 
 
+def cyclic_shift(x, shift):
+    """`torch.roll(x, (shift, shift), dims=(1, 2))` written as slices and concatenations.
+
+    The same values as `ops.roll`, in ops every export target has (LiteRT has
+    no Roll): position `(i, j)` receives the token from `(i - shift, j - shift)`
+    modulo the grid.
+
+    Example:
+    >>> keras.ops.convert_to_numpy(cyclic_shift(np.arange(4.0).reshape(1, 2, 2), -1)).tolist()
+    [[[3.0, 2.0], [1.0, 0.0]]]
+    """
+    for axis in (1, 2):
+        cut = (-shift) % x.shape[axis]
+        if cut:
+            head, tail = ops.split(x, [cut], axis=axis)
+            x = ops.concatenate([tail, head], axis=axis)
+    return x
+
+
 def stage_windows(resolution, window_size, depth):
     """`(window, [shift of each block])` of a stage, with the official override.
 
@@ -174,7 +193,7 @@ class SwinWindowAttention(layers.Layer):
         channels = x.shape[-1]
         tokens, rows, cols = ws * ws, height // ws, width // ws
         if shift:
-            x = ops.roll(ops.roll(x, -shift, axis=1), -shift, axis=2)
+            x = cyclic_shift(x, -shift)
         x = ops.reshape(x, (-1, rows, ws, cols, ws, channels))
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, tokens, channels))
         qkv = ops.reshape(self.qkv(x), (-1, tokens, 3, heads, channels // heads))
@@ -197,7 +216,7 @@ class SwinWindowAttention(layers.Layer):
         x = ops.reshape(x, (-1, rows, cols, ws, ws, channels))
         x = ops.reshape(ops.transpose(x, (0, 1, 3, 2, 4, 5)), (-1, height, width, channels))
         if shift:
-            x = ops.roll(ops.roll(x, shift, axis=1), shift, axis=2)
+            x = cyclic_shift(x, shift)
         return x
 
     def compute_output_shape(self, input_shape):

@@ -166,6 +166,21 @@ def drop_path_rates(depths, rate):
     return out
 
 
+@keras.saving.register_keras_serializable(package="keras_ba")
+def gelu_erf(x):
+    """Exact GELU, `x * Φ(x) = 0.5 x (1 + erf(x / √2))` (PyTorch's `nn.GELU()`).
+
+    The same function as `keras.activations.gelu(x, approximate=False)`,
+    written with `erf`: TensorFlow's own exact GELU uses `Erfc`, which the
+    ONNX converter cannot express.
+
+    Example:
+    >>> [round(float(v), 4) for v in gelu_erf(keras.ops.convert_to_tensor([-1.0, 0.0, 2.0]))]
+    [-0.1587, 0.0, 1.9545]
+    """
+    return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
 def mlp(x, hidden_units, name, dtype=None, out_units=None):
     """Linear -> exact GELU -> Linear, as in the official transformers.
 
@@ -188,7 +203,7 @@ def mlp(x, hidden_units, name, dtype=None, out_units=None):
     out_units = out_units or x.shape[-1]
     hidden = layers.Dense(
         hidden_units,
-        activation="gelu",
+        activation=gelu_erf,
         kernel_initializer=dense_init(),
         dtype=dtype,
         name=f"{name}_fc1",

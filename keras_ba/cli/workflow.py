@@ -313,9 +313,10 @@ def _add_recipe_flags(parser):
     )
     group.add_argument(
         "--recipe",
-        default="small",
+        default=None,
         choices=recipes.list_recipes(),
-        help="; ".join(f"{k}: {v}" for k, v in recipes.RECIPE_SUMMARIES.items()),
+        help="default: bav2 for the vision transformers (ba_swin_*, ba_pvt_*, ba_cswin_*), "
+        "small otherwise; " + "; ".join(f"{k}: {v}" for k, v in recipes.RECIPE_SUMMARIES.items()),
     )
     for field in dataclasses.fields(recipes.Recipe):
         defaults = " / ".join(
@@ -367,7 +368,7 @@ def _train(args):
     )
 
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipes.Recipe)}
-    recipe = recipes.get_recipe(args.recipe, **overrides)
+    recipe = recipes.get_recipe(args.recipe or recipes.default_recipe(args.model), **overrides)
     spec = ModelSpec(
         name=args.model,
         stem=args.stem,

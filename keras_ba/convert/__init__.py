@@ -9,7 +9,10 @@ BA-ResNeXt, BA-EfficientNet, BA-MobileNetV3, BAv2 ResNets), and with
 under freshly initialised attention layers. The per-family key maps live in
 `resnet_keys`, `efficientnet_keys` and `mobilenet_v3_keys`; what the
 converter knows about attention is in `attention`; `keras-ba convert` is the
-command-line front end.
+command-line front end. Padding and BatchNorm epsilon do not show in weight
+shapes: `trunk_check` reads them from the model's layers, and the report
+says whether the model computes the authors' function (build
+`trunk_style="pytorch"` for their checkpoints; docs/trunks.md).
 
 Example:
 >>> from keras_ba.applications import BAResNet50

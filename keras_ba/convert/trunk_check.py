@@ -35,6 +35,10 @@ class TrunkCheck:
             trunks are the same), or `"custom"`.
         matches_authors: whether the trunk has the authors' conventions.
         summary: one line for the conversion report.
+
+    Example:
+    >>> TrunkCheck("keras", False, "trunk_style='keras': ...").matches_authors
+    False
     """
 
     style: str

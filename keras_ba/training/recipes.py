@@ -191,6 +191,25 @@ RECIPE_SUMMARIES = {
 }
 
 
+# Vision transformers train with AdamW (their official recipes; `bav2` is Swin's
+# ImageNet recipe): the recipe `keras-ba train` picks for them without --recipe.
+TRANSFORMER_MODEL_PREFIXES = ("ba_swin", "ba_pvt", "ba_cswin")
+
+
+def default_recipe(model_name):
+    """The recipe `keras-ba train` uses when `--recipe` is not given.
+
+    `"bav2"` (AdamW) for the vision transformers, `"small"` otherwise.
+
+    Example:
+    >>> default_recipe("ba_swin_tiny"), default_recipe("ba_resnet18")
+    ('bav2', 'small')
+    """
+    if str(model_name).startswith(TRANSFORMER_MODEL_PREFIXES):
+        return "bav2"
+    return "small"
+
+
 def list_recipes():
     """Names accepted by `get_recipe`.
 
