@@ -12,7 +12,14 @@ Example:
 ('conv2_block1_ba', (None, 10))
 """
 
-from keras_ba.applications import blocks, efficientnet, mobilenet_v3, resnet, resnext
+from keras_ba.applications import (
+    blocks,
+    efficientnet,
+    hub,  # KerasHub task classes (with the hub extra)
+    mobilenet_v3,
+    resnet,
+    resnext,
+)
 from keras_ba.applications.backbone import Backbone
 from keras_ba.applications.efficientnet import (
     BAEfficientNet,
@@ -83,4 +90,5 @@ __all__ = [
     "preprocess_input",
     "resnet",
     "resnext",
+    "hub",
 ]
