@@ -207,3 +207,149 @@ def test_convert_to_preset_gives_the_fixtures_trunk(tmp_path, capsys):
 
     assert main(argv + ["--to-preset", str(folder)]) == 1  # not over an existing preset
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+# === Dense tasks: KerasHub's RetinaNet and DeepLabV3 on a BA backbone ===
+
+FRESH_DETECTOR = """
+import sys, numpy as np, keras_ba
+model = keras_ba.load_model(sys.argv[1], safe_mode=True)  # imports what the file names
+x = np.load(sys.argv[2])
+raw = {k: np.asarray(v) for k, v in model(x, training=False).items()}
+np.savez(sys.argv[3], encoder=type(model.backbone.image_encoder).__name__, **raw)
+"""
+
+
+def _fit_steps(model, x, y, steps=2, **compile_args):
+    """A few training steps, the cheapest way per backend (XLA on JAX)."""
+    mode = dict(jit_compile=True) if BACKEND == "jax" else dict(run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), **compile_args, **mode)
+    batch = len(x) // steps
+    history = model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"][0]), history.history
+
+
+def _check_keras_round_trip(model, x, tmp_path):
+    raw = forward(model, x)
+    path = str(tmp_path / "task.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded) is type(model)
+    assert type(loaded.backbone.image_encoder) is type(model.backbone.image_encoder)
+    keras.tree.map_structure(np.testing.assert_array_equal, forward(loaded, x), raw)
+    return path, raw
+
+
+def test_retinanet_on_a_ba_backbone_trains_and_round_trips(tmp_path):
+    from keras_ba import cv
+
+    data = cv.make_digit_canvases(4, 64, digits=(0, 1), seed=0)
+    x = imagenet_normalized(data["images"])
+    boxes = cv.to_bounding_boxes(data, "yxyx")
+    keras.utils.set_random_seed(0)
+    model = cv.build_retinanet(
+        resnet(size=64), 2, "yxyx", anchor_size=2, head_conv_layers=1, confidence_threshold=0.0
+    )
+    assert isinstance(model, keras_hub.models.RetinaNetObjectDetector)
+    assert isinstance(model.backbone.image_encoder, BAResNetBackbone)  # the BA backbone itself
+    _fit_steps(model, x, {"boxes": boxes["boxes"], "labels": boxes["classes"]})
+    path, raw = _check_keras_round_trip(model, x[:2], tmp_path)
+    assert raw["cls_logits"].shape == (2, 9 * (8 * 8 + 4 * 4 + 2 * 2), 2)  # 9 anchors, P3..P5
+    if BACKEND == "tensorflow":  # once: a fresh process that only imports keras_ba
+        np.save(tmp_path / "x.npy", x[:2])
+        argv = ["x", path, str(tmp_path / "x.npy"), str(tmp_path / "out.npz")]
+        result = run_python(f"import sys; sys.argv = {argv!r}\n" + FRESH_DETECTOR)
+        assert result.returncode == 0, result.stderr[-3000:]
+        fresh = np.load(tmp_path / "out.npz")
+        assert str(fresh["encoder"]) == "BAResNetBackbone"
+        for key, value in raw.items():
+            np.testing.assert_array_equal(fresh[key], value)
+
+
+def test_deeplab_v3_on_a_ba_backbone_trains_and_round_trips(tmp_path):
+    from keras_ba import cv
+
+    data = cv.make_digit_canvases(4, SIZE, digits=(0, 1), seed=0)
+    x = imagenet_normalized(data["images"])
+    keras.utils.set_random_seed(0)
+    model = cv.build_deeplab_v3_plus(resnet(), 3, projection_filters=8, dilation_rates=(1, 2))
+    assert isinstance(model, keras_hub.models.DeepLabV3ImageSegmenter)
+    assert isinstance(model.backbone.image_encoder, BAResNetBackbone)
+    # KerasHub's default loss and metric (categorical, one-hot masks): under PyTorch
+    # Keras' sparse cross-entropy over (B, H, W, C) fails in backward (non-contiguous grad)
+    _fit_steps(model, x, np.eye(3, dtype="float32")[data["masks"]])
+    _, raw = _check_keras_round_trip(model, x[:2], tmp_path)
+    assert raw.shape == (2, SIZE, SIZE, 3)
+    np.testing.assert_allclose(raw.sum(-1), 1.0, atol=1e-5)  # softmax per pixel
+
+
+# === Training augmentation on Keras core layers ===
+
+
+def _run_stage(stage, batch, times):
+    """`stage` applied `times` to `batch` inside tf.data (where Keras'
+    preprocessing layers compute with TensorFlow under every backend)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensors(batch).repeat(times).map(stage)
+    return [{k: v.numpy() for k, v in out.items()} for out in ds]
+
+
+def test_augmentations_are_applied_at_their_configured_rates():
+    from keras_ba.training import augment
+    from keras_ba.training.recipes import get_recipe
+
+    recipe = get_recipe("bav2", image_size=16)
+    stages = dict(augment.train_augmenters(recipe, seed=0))
+    rng = np.random.default_rng(0)
+    count, side = 32, 16
+    labels = np.eye(count, dtype="float32")  # image i is class i
+
+    # Flip, 0.5 per image: a left-to-right ramp comes back reversed.
+    ramp = np.broadcast_to(
+        np.arange(side, dtype="float32")[None, None, :, None], (count, side, side, 3)
+    )
+    flipped = [
+        np.all(o["images"][:, :, 0] > o["images"][:, :, -1], axis=(1, 2))
+        for o in _run_stage(stages["random_flip"], {"images": ramp, "labels": labels}, 16)
+    ]
+    assert abs(np.mean(flipped) - 0.5) < 0.08, np.mean(flipped)
+
+    # RandAugment m9: 2 ops, each applied with probability 0.5 -> a quarter unchanged.
+    pixels = rng.uniform(64, 192, (count, side, side, 3)).astype("float32")
+    outs = _run_stage(stages["randaugment"], {"images": pixels, "labels": labels}, 16)
+    unchanged = [np.all(np.abs(o["images"] - pixels) < 1e-3, axis=(1, 2, 3)) for o in outs]
+    assert abs(np.mean(unchanged) - 0.25) < 0.08, np.mean(unchanged)
+
+    # Random erasing, 0.25 per image, 2-33% of the area filled with N(0, 1) noise.
+    zeros = np.zeros((count, side, side, 3), "float32")
+    outs = _run_stage(stages["random_erasing"], {"images": zeros, "labels": labels}, 16)
+    erased = np.concatenate([np.any(o["images"] != 0, axis=-1) for o in outs])  # (N, H, W)
+    hit = erased.any(axis=(1, 2))
+    assert abs(hit.mean() - recipe.random_erasing) < 0.06, hit.mean()
+    area = erased[hit].mean(axis=(1, 2))
+    assert area.min() >= 0.01 and area.max() <= 0.36, (area.min(), area.max())
+    noise = np.concatenate([o["images"][o["images"] != 0] for o in outs])
+    assert abs(noise.std() - 1.0) < 0.1 and abs(noise.mean()) < 0.1
+
+    # MixUp (alpha 0.8) or CutMix (alpha 1.0), one of them per batch with probability
+    # 0.5. Image i is the constant i: MixUp leaves constant images whose value the
+    # labels give exactly; CutMix pastes a rectangle, and the label weight of the
+    # image's own class is the share of its pixels kept (Keras computes it from the
+    # box before rounding to pixels: within 2 / side).
+    constant = np.broadcast_to(
+        np.arange(count, dtype="float32")[:, None, None, None], (count, 32, 32, 3)
+    )
+    outs = _run_stage(stages["mixup_or_cutmix"], {"images": constant, "labels": labels}, 48)
+    cutmix = []
+    for out in outs:
+        images, mixed = out["images"], out["labels"]
+        np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-5)
+        if np.all(images.std(axis=(1, 2, 3)) < 1e-4):  # MixUp
+            np.testing.assert_allclose(mixed @ np.arange(count), images[:, 0, 0, 0], atol=1e-3)
+            cutmix.append(False)
+        else:
+            kept = np.mean(images == np.arange(count)[:, None, None, None], axis=(1, 2, 3))
+            np.testing.assert_allclose(np.diagonal(mixed), kept, atol=2 / 32 + 1e-3)
+            cutmix.append(True)
+    assert abs(np.mean(cutmix) - augment.SWITCH_PROBABILITY) < 0.2, np.mean(cutmix)
