@@ -480,7 +480,7 @@ def test_keras_hub_task_models_take_the_backbone():
 
 
 def test_docstring_examples():
-    for module in ("", ".datasets", ".backbone", ".detection", ".segmentation"):
+    for module in ("", ".datasets", ".backbone", ".detection", ".detectors", ".segmentation"):
         result = doctest.testmod(
             importlib.import_module(f"keras_ba.cv{module}"),
             optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS,

@@ -353,3 +353,41 @@ def test_augmentations_are_applied_at_their_configured_rates():
             np.testing.assert_allclose(np.diagonal(mixed), kept, atol=2 / 32 + 1e-3)
             cutmix.append(True)
     assert abs(np.mean(cutmix) - augment.SWITCH_PROBABILITY) < 0.2, np.mean(cutmix)
+
+
+# === The lean install ===
+
+LEAN = """
+import sys
+sys.modules["keras_hub"] = sys.modules["keras_cv"] = None  # as if not installed
+import keras
+from keras_ba.applications import BAResNetBackbone, hub
+from keras_ba.extras import MissingExtraError
+backbone = BAResNetBackbone([1], [8], block_type="basic", stem="cifar", stem_filters=8,
+                            reduction=4, image_shape=(16, 16, 3))
+hub_bases = [c for c in type(backbone).__mro__ if c.__module__.startswith("keras_hub")]
+print("BASES", isinstance(backbone, keras.Model), hub_bases)
+for call in (lambda: backbone.save_to_preset("p"), lambda: BAResNetBackbone.from_preset("p"),
+             lambda: hub.image_classifier(backbone, 2)):
+    try:
+        call()
+    except MissingExtraError as error:
+        print("ERROR", error)
+try:
+    import keras_ba.cv
+except MissingExtraError as error:
+    print("ERROR", error)
+"""
+
+
+@only_in("jax", reason="an import in a fresh process, the same on every backend: the JAX pass")
+def test_lean_install_imports_without_keras_hub_and_keras_cv():
+    result = run_python(LEAN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "BASES True []" in lines, lines  # a keras.Model with no KerasHub base
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 4, lines
+    for error in errors[:3]:
+        assert "needs the package 'keras-hub'" in error and '".[hub]"' in error, error
+    assert "keras_ba.cv needs the package 'keras-hub'" in errors[3] and '".[cv]"' in errors[3]

@@ -50,7 +50,7 @@ def build_deeplab_v3_plus(
     """
     import keras_hub
 
-    from keras_ba.cv.detection import _pyramid_encoder
+    from keras_ba.cv.detectors import _pyramid_encoder
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(
