@@ -67,15 +67,13 @@ def build(args, attention):
     num_classes = len(args.digits)
     fmt = args.bounding_box_format
     if args.detector == "retinanet":
-        size = args.image_size / 8  # P3 anchors ~ objects of 1/8 .. 1/2 of the image
+        # KerasHub's RetinaNet: anchors of 2 strides, P3 anchors 1/4 of a 64 px image
         model = cv.build_retinanet(
-            trunk, num_classes, fmt, anchor_sizes=[size * 2**i for i in range(5)],
+            trunk, num_classes, fmt, anchor_size=2,
             head_conv_layers=args.head_conv_layers, confidence_threshold=SCORE_FLOOR,
         )  # fmt: skip
-        model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=10.0),
-            box_loss="smoothl1",
-            classification_loss="focal",
+        model.compile(  # its losses: focal and smooth L1 (KerasHub's defaults)
+            optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=10.0)
         )
     else:
         model = cv.build_yolo_v8(
@@ -95,6 +93,7 @@ def train_one(args, attention, train, val_images, val_boxes):
     train_ds = cv.detection_dataset(
         train["images"], cv.to_bounding_boxes(train, fmt), fmt,
         batch_size=args.batch_size, augment=True, shuffle=True, seed=args.seed,
+        class_key="labels" if args.detector == "retinanet" else "classes",
     )  # fmt: skip
     curve = [(0, cv.evaluate_map(model, val_images, val_boxes)[cv.MAP50])]
     print(f"[{attention}] step 0: mAP@0.5 {curve[-1][1]:.3f}", flush=True)

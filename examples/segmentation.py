@@ -56,9 +56,7 @@ def build(args, attention, num_classes):
         input_shape=(args.image_size, args.image_size, 3),
         name=f"ba_resnet_{attention}",
     )
-    model = cv.build_deeplab_v3_plus(
-        trunk, num_classes, pyramid_filters=64, dilation_rates=(1, 2, 3)
-    )
+    model = cv.build_deeplab_v3_plus(trunk, num_classes, dilation_rates=(1, 2, 3))
     model.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss="sparse_categorical_crossentropy",

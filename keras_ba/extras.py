@@ -19,6 +19,7 @@ import importlib
 # Import name -> distribution name, where they differ.
 DISTRIBUTIONS = {
     "keras_cv": "keras-cv",
+    "keras_hub": "keras-hub",
     "sklearn": "scikit-learn",
     "tensorflow_datasets": "tensorflow-datasets",
     "tf_keras_vis": "tf-keras-vis",

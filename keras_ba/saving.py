@@ -32,7 +32,8 @@ import zipfile
 def _core_modules():
     from keras_ba.applications import registry
 
-    return ("keras_ba.layers", "keras_ba.applications", *registry.family_modules())
+    families = registry.family_modules()
+    return ("keras_ba.layers", "keras_ba.applications", *families, "keras_ba.applications.hub")
 
 
 CORE_MODULES = _core_modules()

@@ -71,6 +71,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             for module in (
                 "blocks",
                 "efficientnet",
+                "hub",
                 "mobilenet_v3",
                 "registry",
                 "resnet",

@@ -5,13 +5,23 @@ keras-hub pattern): `get_config()` returns the constructor arguments, so a
 backbone saved to `.keras` loads (with `safe_mode=True`) by calling the
 constructor again, and keeps its `pyramid_outputs`. A classifier is the
 backbone's layers plus a small head (`keras_ba.applications.classifier`).
+
+With keras-hub installed (the `hub` extra) `Backbone` subclasses
+`keras_hub.models.Backbone`: the BA backbones are KerasHub backbones
+(`save_to_preset`, `from_preset`, KerasHub's task models). Without it,
+`Backbone` is a plain `keras.Model` with the same contract and its preset
+methods raise `MissingExtraError` naming the extra.
 """
 
+import contextlib
+import importlib.util
+import threading
 from typing import NamedTuple
 
 import keras
 
 from keras_ba import _validation
+from keras_ba.extras import require
 from keras_ba.layers.registry import (
     deserialize_attention,
     resolve_attention,
@@ -81,7 +91,46 @@ def check_no_input_shape(class_name, kwargs):
         )
 
 
-class Backbone(keras.Model):
+def _hub_backbone_class():
+    """`keras_hub.models.Backbone` when keras-hub is installed, else None."""
+    try:
+        if importlib.util.find_spec("keras_hub") is None:
+            return None
+        return importlib.import_module("keras_hub").models.Backbone
+    except ImportError:  # installed but broken: the lean contract still holds
+        return None
+
+
+HUB_BACKBONE = _hub_backbone_class()
+_BASE = HUB_BACKBONE or keras.Model
+_CAPTURE = threading.local()
+
+
+@contextlib.contextmanager
+def capture_backbones():
+    """Collects the backbones built inside the block (e.g. by an application).
+
+    An application builder returns a flat classifier that holds its
+    backbone's layers; this recovers the backbone object itself (same layers,
+    same weights), e.g. to save it as a preset.
+
+    Example:
+    >>> from keras_ba.applications import BAResNet
+    >>> with capture_backbones() as built:
+    ...     model = BAResNet([1], [8], block_type="basic", stem="cifar", stem_filters=8,
+    ...                      reduction=4, input_shape=(8, 8, 3), classes=2)
+    >>> [type(b).__name__ for b in built]
+    ['BAResNetBackbone']
+    """
+    outer = getattr(_CAPTURE, "built", None)
+    _CAPTURE.built = []
+    try:
+        yield _CAPTURE.built
+    finally:
+        _CAPTURE.built = outer
+
+
+class Backbone(_BASE):
     """Base class of the keras_ba backbones (not registered itself).
 
     Subclasses check their own arguments, call `start(...)`, build their
@@ -106,6 +155,8 @@ class Backbone(keras.Model):
         self.data_format = begin.data_format
         if dtype is not None:
             self.dtype_policy = keras.dtype_policies.get(dtype)
+        if getattr(_CAPTURE, "built", None) is not None:
+            _CAPTURE.built.append(self)
 
     def pyramid_model(self):
         """A functional model from the image to the `pyramid_outputs` dict.
@@ -119,6 +170,25 @@ class Backbone(keras.Model):
         {'P0': (None, 16, 16, 8), 'P1': (None, 8, 8, 16)}
         """
         return keras.Model(self.input, dict(self.pyramid_outputs), name=f"{self.name}_pyramid")
+
+    if HUB_BACKBONE is None:  # the lean install: name the extra
+
+        def save_to_preset(self, preset_dir, max_shard_size=10):
+            """Saves a KerasHub preset (needs the `hub` extra).
+
+            Example:
+                backbone.save_to_preset("presets/ba_resnet50")
+            """
+            require("keras_hub", "hub", "Backbone.save_to_preset")
+
+        @classmethod
+        def from_preset(cls, preset, load_weights=True, **kwargs):
+            """Loads a KerasHub preset (needs the `hub` extra).
+
+            Example:
+                backbone = BAResNetBackbone.from_preset("presets/ba_resnet50")
+            """
+            require("keras_hub", "hub", "Backbone.from_preset")
 
     # === Config ===
 

@@ -34,7 +34,6 @@ of `preprocess_input` (an alias of
 `keras_ba.applications.resnet.preprocess_input`) applied to RGB in [0, 255].
 """
 
-import copy
 import functools
 
 import keras

@@ -10,6 +10,7 @@ Example:
         -o ba_resnet50.keras
     keras-ba convert resnet50-11ad3fa6.pth --from torchvision \
         --arch ba_resnet50 --classes 10 -o ba_resnet50_warm.keras
+    keras-ba convert ba_resnet50.pth --arch ba_resnet50 --to-preset presets/ba_resnet50
 """
 
 import inspect
@@ -101,7 +102,15 @@ def register(subparsers):
         action="store_true",
         help="print every PyTorch key -> Keras weight pair, and every weight not loaded",
     )
-    parser.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    parser.add_argument("-o", "--output", help="the .keras file to write")
+    parser.add_argument(
+        "--to-preset",
+        metavar="DIR",
+        help="write a KerasHub preset folder instead (or as well): the backbone "
+        "(config.json, model.weights.h5, metadata.json) and, for a pooling + "
+        "predictions head, the ImageClassifier with its preprocessor; load it "
+        "with keras_hub.models.Backbone.from_preset(DIR) (needs the hub extra)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -137,8 +146,13 @@ def convert(args):
     from keras_ba.applications import get_model_builder
     from keras_ba.convert import load_torch_weights, read_state_dict
 
-    if not args.output.endswith(".keras"):
+    preset = getattr(args, "to_preset", None)
+    if args.output is None and preset is None:
+        raise ValueError("Name what to write: -o MODEL.keras and/or --to-preset DIR.")
+    if args.output is not None and not args.output.endswith(".keras"):
         raise ValueError(f"The output file must end with '.keras'. Received: {args.output!r}")
+    if preset is not None:
+        _check_preset_target(preset)
     trunk = args.origin != "authors"
     if trunk and args.non_strict:
         raise ValueError(
@@ -147,12 +161,20 @@ def convert(args):
             "of another size) as they are, and checks everything else."
         )
     builder = get_model_builder(args.arch)
+    from keras_ba.applications.backbone import capture_backbones
+
     state = read_state_dict(args.checkpoint)
-    model = build_model(args, builder, state)
+    with capture_backbones() as built:
+        model = build_model(args, builder, state)
     strict = "trunk" if trunk else not args.non_strict
     report = load_torch_weights(model, state, strict=strict)
-    save_atomically(model, args.output)
-    return report, args.output
+    written = []
+    if args.output is not None:
+        save_atomically(model, args.output)
+        written.append(args.output)
+    if preset is not None:
+        written.append(save_preset_atomically(model, built[-1], preset))
+    return report, " and ".join(written)
 
 
 def build_model(args, builder, state):
@@ -210,6 +232,45 @@ def _custom_resnet(args, kwargs):
         name=args.arch,
         **kwargs,
     )
+
+
+def _check_preset_target(preset):
+    from keras_ba.extras import require
+
+    require("keras_hub", "hub", "keras-ba convert --to-preset")
+    if os.path.exists(preset) and os.listdir(preset):
+        raise ValueError(f"The preset folder {preset!r} exists and is not empty.")
+    parent = os.path.dirname(os.path.abspath(preset))
+    if not os.path.isdir(parent):
+        raise ValueError(f"The directory {parent!r} of the preset does not exist.")
+
+
+def save_preset_atomically(model, backbone, preset):
+    """Writes `backbone` (and `model` as KerasHub's classifier, when its head
+    allows) as a KerasHub preset, into a temporary folder renamed at the end.
+
+    Returns:
+        A description of what was written.
+    """
+    import shutil
+
+    from keras_ba.applications.hub import classifier_to_task
+
+    parent = os.path.dirname(os.path.abspath(preset))
+    temporary = os.path.join(parent, f".{os.path.basename(preset)}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        try:
+            classifier_to_task(model, backbone).save_to_preset(temporary)
+            what = "classifier preset"
+        except ValueError:  # a head KerasHub's ImageClassifier cannot hold
+            backbone.save_to_preset(temporary)
+            what = "backbone preset"
+        if os.path.isdir(preset):
+            os.rmdir(preset)  # checked empty
+        os.replace(temporary, preset)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return f"{what} {preset}"
 
 
 def save_atomically(model, output):

@@ -1,16 +1,21 @@
-"""Detection and segmentation with BA backbones, on keras-cv's task models.
+"""Detection and segmentation with BA backbones: KerasHub first, keras-cv where only it has it.
 
-- `BABackbone`: a keras_ba model as a `keras_cv.models.Backbone` (and a
-  keras-hub image encoder), with pyramid levels P1..P5 (stride 2**k).
-- `build_retinanet`, `build_yolo_v8`, `build_deeplab_v3_plus`: keras-cv's
-  `RetinaNet`, `YOLOV8Detector` and `DeepLabV3Plus` on a BA backbone.
+- `build_retinanet`, `build_deeplab_v3_plus`: KerasHub's maintained
+  `RetinaNetObjectDetector` and `DeepLabV3ImageSegmenter` with a BA
+  backbone as their image encoder (a keras_ba backbone is a
+  `keras_hub.models.Backbone`).
+- `build_yolo_v8`: keras-cv's `YOLOV8Detector` (frozen, but no maintained
+  Keras 3 library has YOLOv8) on a `BABackbone`, a keras_ba model as a
+  `keras_cv.models.Backbone` with pyramid levels P1..P5 (stride 2**k).
 - `make_digit_canvases`: a small generated task (digits on a canvas, with
-  boxes and masks); `detection_dataset` / `segmentation_dataset`: tf.data
-  pipelines with keras-cv augmentation.
-- `evaluate_map` (keras-cv `BoxCOCOMetrics`), `evaluate_mean_iou`
-  (`keras.metrics.MeanIoU`), `export_detector` (TF Serving SavedModel).
+  boxes and masks); `detection_dataset` (keras-cv's box-aware
+  `JitteredResize`) / `segmentation_dataset` (Keras' `RandomFlip`): tf.data
+  pipelines.
+- `evaluate_map` (keras-cv `BoxCOCOMetrics`, with pycocotools),
+  `evaluate_mean_iou` (`keras.metrics.MeanIoU`), `export_detector` (TF
+  Serving SavedModel).
 
-Needs keras-cv (and pycocotools for `evaluate_map`).
+Needs the `cv` extra (keras-hub, keras-cv, pycocotools, TensorFlow).
 
 Example:
 >>> from keras_ba import cv
@@ -18,16 +23,14 @@ Example:
 (2, 64, 64, 3)
 """
 
-try:
-    import keras_cv  # noqa: F401
-except ImportError as error:  # pragma: no cover
-    raise ImportError(
-        "keras_ba.cv needs keras-cv: pip install keras-cv (and pycocotools for mAP)."
-    ) from error
+from keras_ba.extras import require
 
-from keras_ba.cv.backbone import BABackbone, PyramidLevelError
-from keras_ba.cv.datasets import make_digit_canvases
-from keras_ba.cv.detection import (
+for _module in ("keras_hub", "keras_cv"):
+    require(_module, "cv", "keras_ba.cv")
+
+from keras_ba.cv.backbone import BABackbone, PyramidLevelError  # noqa: E402  (after the extra's check)
+from keras_ba.cv.datasets import make_digit_canvases  # noqa: E402  (after the extra's check)
+from keras_ba.cv.detection import (  # noqa: E402  (after the extra's check)
     BOX_FORMATS,
     MAP50,
     build_retinanet,
@@ -40,7 +43,7 @@ from keras_ba.cv.detection import (
     predict_boxes,
     to_bounding_boxes,
 )
-from keras_ba.cv.segmentation import (
+from keras_ba.cv.segmentation import (  # noqa: E402  (after the extra's check)
     background_mean_iou,
     build_deeplab_v3_plus,
     evaluate_mean_iou,

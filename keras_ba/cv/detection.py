@@ -1,10 +1,13 @@
-"""Object detection with BA backbones: keras-cv's RetinaNet and YOLOv8.
+"""Object detection with BA backbones: KerasHub's RetinaNet, keras-cv's YOLOv8.
 
-The detectors are keras-cv's own `keras_cv.models.RetinaNet` and
-`keras_cv.models.YOLOV8Detector`; this module builds them on a
-`BABackbone`, feeds them (`detection_dataset`: tf.data with keras-cv's box
-augmentation), scores them (`evaluate_map`: keras-cv's `BoxCOCOMetrics`) and
-exports them for TF Serving (`export_detector`).
+`build_retinanet` puts KerasHub's maintained `RetinaNetObjectDetector` on a
+BA backbone (through `RetinaNetBackbone(image_encoder=...)`);
+`build_yolo_v8` uses keras-cv's `YOLOV8Detector` (no maintained library has
+YOLOv8 for Keras 3) on a `BABackbone`. This module also feeds them
+(`detection_dataset`: tf.data with keras-cv's box-aware `JitteredResize`,
+which Keras core lacks), scores them (`evaluate_map`: keras-cv's
+`BoxCOCOMetrics`, the only Keras COCO mAP) and exports them for TF Serving
+(`export_detector`).
 
 Input convention: like every keras_ba model, a detector takes images
 normalised with the ImageNet mean and standard deviation
@@ -26,40 +29,19 @@ import keras
 import keras_cv
 import numpy as np
 
-from keras_ba.cv.backbone import BABackbone
-
-BOX_FORMATS = (
-    "xyxy",
-    "rel_xyxy",
-    "yxyx",
-    "rel_yxyx",
-    "xywh",
-    "rel_xywh",
-    "center_xywh",
-    "center_yxhw",
+from keras_ba.cv.detectors import (  # noqa: F401  (keras_ba.cv.detection's names)
+    BOX_FORMATS,
+    build_retinanet,
+    build_yolo_v8,
+    check_bounding_box_format,
 )
+
 DETECTORS = ("retinanet", "yolo_v8")
+CLASS_KEYS = {"labels": "classes"}  # KerasHub's name -> keras-cv's, in predictions
 MAP50 = "MaP@[IoU=50]"  # keras-cv's name for mAP at IoU 0.5
 
 
 # === Checks ===
-
-
-def check_bounding_box_format(bounding_box_format):
-    """Returns `bounding_box_format` if keras-cv knows it, else a ValueError.
-
-    Example:
-    >>> check_bounding_box_format("xyzw")
-    Traceback (most recent call last):
-    ...
-    ValueError: Received an invalid value for `bounding_box_format`, expected one of ('xyxy', 'rel_xyxy', 'yxyx', 'rel_yxyx', 'xywh', 'rel_xywh', 'center_xywh', 'center_yxhw'). Received: bounding_box_format='xyzw'
-    """
-    if bounding_box_format not in BOX_FORMATS:
-        raise ValueError(
-            "Received an invalid value for `bounding_box_format`, expected one "
-            f"of {BOX_FORMATS}. Received: bounding_box_format={bounding_box_format!r}"
-        )
-    return bounding_box_format
 
 
 def check_detection_data(images, bounding_boxes, bounding_box_format):
@@ -181,6 +163,7 @@ def detection_dataset(
     scale_factor=(0.75, 1.25),
     shuffle=False,
     seed=0,
+    class_key="classes",
 ):
     """A tf.data pipeline of `(normalized images, {"boxes", "classes"})`.
 
@@ -202,6 +185,8 @@ def detection_dataset(
         scale_factor: `(low, high)` of `JitteredResize`.
         shuffle: reshuffle the images every epoch.
         seed: seed of the shuffle and the augmentation.
+        class_key: the name of the classes in the targets: `"classes"`
+            (keras-cv's YOLOv8) or `"labels"` (KerasHub's RetinaNet).
 
     Returns:
         A `tf.data.Dataset`; boxes come out in `bounding_box_format`, at most
@@ -224,6 +209,8 @@ def detection_dataset(
     from keras_ba.data.augment import normalize
 
     images, boxes, classes = check_detection_data(images, bounding_boxes, bounding_box_format)
+    if class_key not in ("classes", "labels"):
+        raise ValueError(f"`class_key` must be 'classes' or 'labels'. Received: {class_key!r}")
     height, width = images.shape[1:3]
     max_boxes = boxes.shape[1]
     ds = tf.data.Dataset.from_tensor_slices(
@@ -257,158 +244,11 @@ def detection_dataset(
         dense = keras_cv.bounding_box.to_dense(batch["bounding_boxes"], max_boxes=max_boxes)
         dense = {
             "boxes": tf.reshape(tf.cast(dense["boxes"], tf.float32), [-1, max_boxes, 4]),
-            "classes": tf.reshape(tf.cast(dense["classes"], tf.float32), [-1, max_boxes]),
+            class_key: tf.reshape(tf.cast(dense["classes"], tf.float32), [-1, max_boxes]),
         }
         return normalize(batch["images"]), dense
 
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-# === Models ===
-
-
-def _as_backbone(backbone, levels):
-    if isinstance(backbone, BABackbone):
-        for level in levels:
-            backbone.pyramid_level_inputs[level]  # a clear error if missing
-        return backbone
-    return BABackbone(backbone, levels=levels)
-
-
-def build_retinanet(
-    backbone,
-    num_classes,
-    bounding_box_format,
-    anchor_sizes=None,
-    head_conv_layers=3,
-    iou_threshold=0.5,
-    confidence_threshold=0.5,
-    max_detections=100,
-):
-    """keras-cv's `RetinaNet` on a BA backbone.
-
-    Args:
-        backbone: a `BABackbone`, or a keras_ba model to wrap in one (needs
-            levels P3, P4, P5).
-        num_classes: object classes (background excluded).
-        bounding_box_format: the format of the boxes it trains on and
-            predicts (`BOX_FORMATS`).
-        anchor_sizes: five anchor sizes in pixels for levels P3..P7
-            (keras-cv's default `(32, 64, 128, 256, 512)` suits ~512 px
-            images; small images with small objects want smaller anchors).
-        head_conv_layers: 3x3 convs (256 filters) in each prediction head.
-        iou_threshold, confidence_threshold, max_detections: of the
-            non-max-suppression decoder.
-
-    Returns:
-        A `keras_cv.models.RetinaNet`; compile it with e.g.
-        `box_loss="smoothl1", classification_loss="focal"`.
-
-    Example:
-        trunk = BAResNet18(include_top=False, input_shape=(256, 256, 3))
-        model = build_retinanet(trunk, 20, "xyxy", anchor_sizes=(16, 32, 64, 128, 256))
-        model.compile(optimizer="adam", box_loss="smoothl1", classification_loss="focal")
-        model.fit(detection_dataset(images, boxes, "xyxy", augment=True), epochs=10)
-        model.predict(preprocess_input(images))  # {"boxes", "classes", "confidence", ...}
-    """
-    check_bounding_box_format(bounding_box_format)
-    _check_num_classes(num_classes)
-    backbone = _as_backbone(backbone, ("P3", "P4", "P5"))
-    anchor_generator = None
-    if anchor_sizes is not None:
-        anchor_sizes = [float(size) for size in anchor_sizes]
-        if len(anchor_sizes) != 5 or min(anchor_sizes) <= 0:
-            raise ValueError(
-                "Received an invalid value for `anchor_sizes`, expected five "
-                f"positive sizes for levels P3..P7. Received: anchor_sizes={anchor_sizes!r}"
-            )
-        anchor_generator = keras_cv.layers.AnchorGenerator(
-            bounding_box_format=bounding_box_format,
-            sizes=anchor_sizes,
-            scales=[2**x for x in (0, 1 / 3, 2 / 3)],
-            aspect_ratios=[0.5, 1.0, 2.0],
-            strides=[2**level for level in range(3, 8)],
-            clip_boxes=True,
-        )
-    heads = {}
-    if head_conv_layers != 3:
-        prior = keras.initializers.Constant(-np.log((1 - 0.01) / 0.01))
-        heads = dict(
-            classification_head=keras_cv.models.retinanet.PredictionHead(
-                9 * num_classes, prior, num_conv_layers=head_conv_layers
-            ),
-            box_head=keras_cv.models.retinanet.PredictionHead(
-                9 * 4, keras.initializers.Zeros(), num_conv_layers=head_conv_layers
-            ),
-        )
-    return keras_cv.models.RetinaNet(
-        backbone=backbone,
-        num_classes=num_classes,
-        bounding_box_format=bounding_box_format,
-        anchor_generator=anchor_generator,
-        prediction_decoder=keras_cv.layers.NonMaxSuppression(
-            bounding_box_format=bounding_box_format,
-            from_logits=True,
-            iou_threshold=iou_threshold,
-            confidence_threshold=confidence_threshold,
-            max_detections=max_detections,
-        ),
-        **heads,
-    )
-
-
-def build_yolo_v8(
-    backbone,
-    num_classes,
-    bounding_box_format,
-    fpn_depth=1,
-    iou_threshold=0.7,
-    confidence_threshold=0.2,
-    max_detections=100,
-):
-    """keras-cv's `YOLOV8Detector` on a BA backbone.
-
-    Args:
-        backbone: a `BABackbone`, or a keras_ba model to wrap in one (needs
-            levels P3, P4, P5).
-        num_classes: object classes.
-        bounding_box_format: the format of the boxes (`BOX_FORMATS`).
-        fpn_depth: depth of the CSP blocks of the path-aggregation FPN.
-        iou_threshold, confidence_threshold, max_detections: of the
-            non-max-suppression decoder (keras-cv's YOLOv8 defaults).
-
-    Returns:
-        A `keras_cv.models.YOLOV8Detector`; compile it with
-        `box_loss="ciou", classification_loss="binary_crossentropy"`.
-
-    Example:
-        trunk = BAResNet50(include_top=False, weights="classifier.keras")
-        model = build_yolo_v8(trunk, 20, "center_xywh")
-        model.compile(optimizer="adam", box_loss="ciou", classification_loss="binary_crossentropy")
-    """
-    check_bounding_box_format(bounding_box_format)
-    _check_num_classes(num_classes)
-    return keras_cv.models.YOLOV8Detector(
-        backbone=_as_backbone(backbone, ("P3", "P4", "P5")),
-        num_classes=num_classes,
-        bounding_box_format=bounding_box_format,
-        fpn_depth=fpn_depth,
-        prediction_decoder=keras_cv.layers.NonMaxSuppression(
-            bounding_box_format=bounding_box_format,
-            from_logits=False,
-            iou_threshold=iou_threshold,
-            confidence_threshold=confidence_threshold,
-            max_detections=max_detections,
-        ),
-    )
-
-
-def _check_num_classes(num_classes):
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(
-            "Received an invalid value for `num_classes`, expected a positive "
-            f"integer. Received: num_classes={num_classes!r}"
-        )
 
 
 # === Prediction and mAP ===
@@ -430,7 +270,7 @@ def predict_boxes(model, images, batch_size=32):
         detections = predict_boxes(model, preprocess_input(images))
     """
     outputs = model.predict(np.asarray(images, "float32"), batch_size=batch_size, verbose=0)
-    return {key: np.asarray(value) for key, value in outputs.items()}
+    return {CLASS_KEYS.get(key, key): np.asarray(value) for key, value in outputs.items()}
 
 
 def evaluate_map(model, images, bounding_boxes, batch_size=32):
@@ -552,7 +392,7 @@ def _image_size(model, image_size):
 def _check_detector(model):
     if not (hasattr(model, "decode_predictions") and hasattr(model, "bounding_box_format")):
         raise ValueError(
-            f"Expected a keras-cv detector (RetinaNet, YOLOV8Detector), got "
+            f"Expected a detector (KerasHub RetinaNetObjectDetector, keras-cv YOLOV8Detector), got "
             f"{type(model).__name__} {getattr(model, 'name', '')!r}."
         )
 
@@ -577,6 +417,7 @@ def _write_saved_model(model, target, image_size):
     def serve(images):
         x = normalize(images)
         detections = model.decode_predictions(model(x, training=False), x)
+        detections = {CLASS_KEYS.get(k, k): v for k, v in detections.items()}
         return {
             "boxes": tf.cast(detections["boxes"], tf.float32),
             "classes": tf.cast(detections["classes"], tf.int32),

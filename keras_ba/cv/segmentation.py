@@ -1,8 +1,8 @@
-"""Semantic segmentation with BA backbones: keras-cv's DeepLabV3+.
+"""Semantic segmentation with BA backbones: KerasHub's DeepLabV3+.
 
-`build_deeplab_v3_plus` puts keras-cv's `DeepLabV3Plus` (levels P2 and P5)
-on a `BABackbone`; `segmentation_dataset` feeds it from tf.data (keras-cv's
-`RandomFlip` moves masks with images); `evaluate_mean_iou` scores it with
+`build_deeplab_v3_plus` puts KerasHub's `DeepLabV3ImageSegmenter` (levels
+P2 and P5) on a BA backbone; `segmentation_dataset` feeds it from tf.data
+(Keras' `RandomFlip` flips masks with images); `evaluate_mean_iou` scores it with
 `keras.metrics.MeanIoU`, and `background_mean_iou` gives the score of
 predicting background everywhere, the baseline a model must beat.
 
@@ -12,57 +12,63 @@ Example:
 """
 
 import keras
-import keras_cv
 import numpy as np
-
-from keras_ba.cv.backbone import BABackbone
 
 
 def build_deeplab_v3_plus(
     backbone,
     num_classes,
     projection_filters=48,
-    pyramid_filters=256,
     dilation_rates=(6, 12, 18),
 ):
-    """keras-cv's `DeepLabV3Plus` on a BA backbone.
+    """KerasHub's `DeepLabV3ImageSegmenter` (DeepLabV3+) on a BA backbone.
+
+    The BA backbone is KerasHub's image encoder: `DeepLabV3Backbone(
+    image_encoder=backbone)` pools P5 with atrous spatial pyramid pooling
+    (256 channels), upsamples it to P2's size, joins the projected P2
+    features (the "+" decoder) and upsamples to the input size.
 
     Args:
-        backbone: a `BABackbone`, or a keras_ba model to wrap in one (needs
-            levels P2 and P5; image sides must be multiples of 32).
+        backbone: a keras_ba backbone with levels P2 and P5 (image sides
+            multiples of 32), or a keras_ba application built with
+            `include_top=False`.
         num_classes: classes per pixel, background included.
         projection_filters: filters projecting the P2 features.
-        pyramid_filters: filters of the atrous spatial pyramid pooling.
-        dilation_rates: its dilation rates (keras-cv's default
+        dilation_rates: of the spatial pyramid pooling (KerasHub's default
             `(6, 12, 18)` suits 512 px images; small images want smaller).
 
     Returns:
-        A `keras_cv.models.DeepLabV3Plus` whose output is per-pixel softmax
-        probabilities `(B, H, W, num_classes)`; compile it with
+        A `keras_hub.models.DeepLabV3ImageSegmenter` whose output is per-pixel
+        softmax probabilities `(B, H, W, num_classes)`; compile it with
         `loss="sparse_categorical_crossentropy"`.
 
     Example:
-        trunk = BAResNet50(include_top=False, input_shape=(256, 256, 3))
+        trunk = BAResNetBackbone([3, 4, 6, 3], image_shape=(256, 256, 3))
         model = build_deeplab_v3_plus(trunk, num_classes=21)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                       metrics=[keras.metrics.MeanIoU(21, sparse_y_pred=False)])
     """
+    import keras_hub
+
+    from keras_ba.cv.detectors import _pyramid_encoder
+
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(
             "Received an invalid value for `num_classes`, expected an integer "
             f">= 2 (background included). Received: num_classes={num_classes!r}"
         )
-    if not isinstance(backbone, BABackbone):
-        backbone = BABackbone(backbone, levels=("P2", "P5"))
-    for level in ("P2", "P5"):
-        backbone.pyramid_level_inputs[level]  # a clear error if missing
-    return keras_cv.models.DeepLabV3Plus(
-        backbone=backbone,
-        num_classes=num_classes,
+    encoder = _pyramid_encoder(backbone, ("P2", "P5"))
+    deeplab = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder,
+        spatial_pyramid_pooling_key="P5",
+        upsampling_size=8,  # P5 (stride 32) to P2 (stride 4)
+        dilation_rates=list(dilation_rates),
+        low_level_feature_key="P2",
         projection_filters=projection_filters,
-        spatial_pyramid_pooling=keras_cv.layers.SpatialPyramidPooling(
-            dilation_rates=list(dilation_rates), num_channels=pyramid_filters
-        ),
+        image_shape=tuple(encoder.input_shape[1:]),
+    )
+    return keras_hub.models.DeepLabV3ImageSegmenter(
+        backbone=deeplab, num_classes=num_classes, activation="softmax"
     )
 
 
@@ -74,7 +80,7 @@ def segmentation_dataset(images, masks, batch_size=16, flip=False, shuffle=False
         masks: `(N, H, W)` integer class per pixel.
         batch_size: images per batch.
         flip: random horizontal flips of images and masks together
-            (keras-cv `RandomFlip`).
+            (`keras.layers.RandomFlip`, one decision per image).
         shuffle: reshuffle every epoch.
         seed: seed of the shuffle and the flips.
 
@@ -108,7 +114,7 @@ def segmentation_dataset(images, masks, batch_size=16, flip=False, shuffle=False
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if flip:
-        layer = keras_cv.layers.RandomFlip("horizontal", seed=seed)
+        layer = keras.layers.RandomFlip("horizontal", seed=seed)
         ds = ds.map(lambda batch: layer(batch, training=True), num_parallel_calls=tf.data.AUTOTUNE)
 
     def finish(batch):

@@ -1,19 +1,25 @@
-"""Training augmentation from keras-cv layers, for every backend.
+"""Training augmentation from Keras core layers (keras-cv where core lacks one).
 
 Each layer runs in its own `tf.data` `map` on `{"images", "labels"}`
 batches (a `keras.Sequential` of them fails in tf.data under JAX and
-PyTorch: keras-team/keras#18396), so the pipeline feeds all three backends.
+PyTorch: keras-team/keras#18396); Keras' preprocessing layers compute with
+TensorFlow inside tf.data, so the pipeline feeds all three backends.
 
 Order, as timm's `create_transform` + `Mixup` in the BAv2 code:
 
-1. on RGB pixels in [0, 255]: crop (`RandomCropAndResize`, or pad +
-   `RandomCrop`), `RandomFlip`, `RandAugment`;
+1. on RGB pixels in [0, 255]: crop (keras-cv `RandomCropAndResize`, or
+   pad + keras-cv `RandomCrop`: Keras core has no random resized crop, and
+   its `RandomCrop` takes one window per batch), `keras.layers.RandomFlip`,
+   keras-cv `RandAugment` (timm's `rand-m9-mstd0.5`: each of the 2 ops
+   applied with probability 0.5 at a magnitude drawn around m; Keras core's
+   `RandAugment` applies the same ops to the whole batch, always, at a
+   uniform magnitude);
 2. `normalize` (ImageNet mean/std, what `preprocess_input` computes);
-3. on normalized images: random erasing (keras-cv `RandomCutout` with
-   Gaussian noise, which is timm's "pixel" mode, wrapped in `RandomApply`
-   for the per-image probability), then MixUp or CutMix, one of the two
-   per batch (`RandomChoice(batchwise=True)`, timm's switch probability
-   0.5).
+3. on normalized images: `random_erasing` (timm's "pixel" mode, in
+   TensorFlow ops here: Keras core's `RandomErasing` clips its noise to its
+   `value_range`, and keras-cv's Gaussian-noise `RandomCutout` does nothing
+   under Keras 3), then `keras.layers.MixUp` or `keras.layers.CutMix`, one
+   of the two per batch with probability 0.5 (timm's switch; `one_of`).
 
 Example:
 >>> import tensorflow as tf
@@ -23,8 +29,15 @@ Example:
 ['pad', 'random_crop', 'random_flip', 'normalize']
 """
 
+import keras
+import numpy as np
+
 from keras_ba.data.transforms import center_crop_fn, normalize, tf
 from keras_ba.extras import require
+
+ERASED_AREA = (0.02, 1 / 3)  # timm's random erasing: fraction of the image
+ERASE_ASPECT = (0.3, 1 / 0.3)  # timm's random erasing: height / width
+SWITCH_PROBABILITY = 0.5  # timm's Mixup: CutMix instead of MixUp for a batch
 
 
 def _kcv():
@@ -63,6 +76,28 @@ def _on_batch(layer):
     return apply
 
 
+def one_of(first, second, probability, seed):
+    """`second(batch)` with `probability`, else `first(batch)`, one draw per batch.
+
+    Keras core has no `RandomChoice`; this is timm's MixUp/CutMix switch.
+    The draw comes from a seeded `tf.random.Generator`: the same seed gives
+    the same choices.
+
+    Example:
+    >>> pick = one_of(lambda b: b + 1, lambda b: b - 1, probability=0.0, seed=1)
+    >>> int(pick(tf.constant(5)))
+    6
+    """
+    generator = tf.random.Generator.from_seed(seed)
+
+    def apply(batch):
+        return tf.cond(
+            generator.uniform([]) < probability, lambda: second(batch), lambda: first(batch)
+        )
+
+    return apply
+
+
 def _crop_stages(recipe, seed):
     size = recipe.image_size
     if recipe.crop == "random-resized":
@@ -83,9 +118,8 @@ def _crop_stages(recipe, seed):
 def _pixel_stages(recipe, seed):
     stages = _crop_stages(recipe, seed)
     if recipe.flip:
-        stages.append(
-            ("random_flip", _on_batch(_kcv().RandomFlip("horizontal", seed=layer_seed(seed, 1))))
-        )
+        flip = keras.layers.RandomFlip("horizontal", seed=layer_seed(seed, 1))
+        stages.append(("random_flip", _on_batch(flip)))
     if recipe.randaugment:
         layer = _kcv().RandAugment(
             value_range=(0, 255),
@@ -99,25 +133,67 @@ def _pixel_stages(recipe, seed):
     return stages
 
 
+def random_erasing(rate, seed, area=ERASED_AREA, aspect=ERASE_ASPECT):
+    """timm's `RandomErasing(mode="pixel")` on a `{"images", ...}` batch.
+
+    Each image, with probability `rate`, gets one rectangle of
+    `area` (fraction of the image) and `aspect` (height / width, drawn
+    log-uniformly) filled with N(0, 1) noise: the rectangle is clipped to
+    the image where timm would retry. Neither library does this: Keras
+    core's `RandomErasing` clips its noise to `value_range`, and keras-cv
+    0.9's `RandomCutout(fill_mode="gaussian_noise")` leaves images unchanged
+    under Keras 3.
+
+    Example:
+    >>> batch = {"images": tf.zeros((4, 8, 8, 3))}
+    >>> erased = random_erasing(1.0, seed=1)(batch)["images"]
+    >>> bool(tf.reduce_all(tf.reduce_any(erased != 0, axis=[1, 2, 3])))
+    True
+    """
+    generator = tf.random.Generator.from_seed(seed)
+    low, high = float(np.log(aspect[0])), float(np.log(aspect[1]))
+
+    def apply(batch):
+        images = batch["images"]
+        shape = tf.shape(images)
+        count, height, width = (
+            shape[0],
+            tf.cast(shape[1], tf.float32),
+            tf.cast(shape[2], tf.float32),
+        )
+        fraction = generator.uniform([count], area[0], area[1])
+        ratio = tf.exp(generator.uniform([count], low, high))
+        box_h = tf.minimum(tf.round(tf.sqrt(fraction * ratio) * height), height)
+        box_w = tf.minimum(tf.round(tf.sqrt(fraction / ratio) * width), width)
+        top = tf.floor(generator.uniform([count]) * (height - box_h + 1))
+        left = tf.floor(generator.uniform([count]) * (width - box_w + 1))
+        rows = tf.range(height)[None, :]
+        cols = tf.range(width)[None, :]
+        inside_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])
+        inside_cols = (cols >= left[:, None]) & (cols < (left + box_w)[:, None])
+        applied = generator.uniform([count]) < rate
+        mask = inside_rows[:, :, None] & inside_cols[:, None, :] & applied[:, None, None]
+        noise = generator.normal(shape, dtype=images.dtype)
+        return {**batch, "images": tf.where(mask[..., None], noise, images)}
+
+    return apply
+
+
 def _normalized_stages(recipe, seed):
-    if not (recipe.random_erasing or recipe.mixup or recipe.cutmix):
-        return []
-    kcv = _kcv()
     stages = []
     if recipe.random_erasing:
-        # Erased area 2-33% of the image (timm: 0.02-1/3), sides sampled apart.
-        side = (0.02**0.5, (1 / 3) ** 0.5)
-        cutout = kcv.RandomCutout(side, side, fill_mode="gaussian_noise", seed=layer_seed(seed, 3))
-        layer = kcv.RandomApply(cutout, rate=recipe.random_erasing, seed=layer_seed(seed, 4))
-        stages.append(("random_erasing", _on_batch(layer)))
+        stages.append(
+            ("random_erasing", random_erasing(recipe.random_erasing, layer_seed(seed, 3)))
+        )
     mixers = []
     if recipe.mixup:
-        mixers.append(kcv.MixUp(alpha=recipe.mixup, seed=layer_seed(seed, 5)))
+        mixers.append(keras.layers.MixUp(alpha=recipe.mixup, seed=layer_seed(seed, 5)))
     if recipe.cutmix:
-        mixers.append(kcv.CutMix(alpha=recipe.cutmix, seed=layer_seed(seed, 6)))
+        mixers.append(keras.layers.CutMix(factor=(recipe.cutmix,) * 2, seed=layer_seed(seed, 6)))
     if len(mixers) == 2:
-        layer = kcv.RandomChoice(mixers, batchwise=True, seed=layer_seed(seed, 7))
-        stages.append(("mixup_or_cutmix", _on_batch(layer)))
+        first, second = (_on_batch(layer) for layer in mixers)
+        switch = one_of(first, second, SWITCH_PROBABILITY, layer_seed(seed, 7))
+        stages.append(("mixup_or_cutmix", switch))
     elif mixers:
         stages.append((mixers[0].name, _on_batch(mixers[0])))
     return stages
