@@ -35,9 +35,7 @@ from keras_ba import applications
 from keras_ba.layers import BridgeAttention, SqueezeExcite
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_REFERENCE = (
-    pathlib.Path(os.environ.get("KERAS_BA_SHARED", REPO_ROOT.parent / "shared")) / "reference"
-)
+DEFAULT_REFERENCE = REPO_ROOT / "tests" / "fixtures"  # the copied reference data
 PAPER_PARAMS = {  # values printed in the papers' tables (millions)
     "bav1_resnet50": 28.71,
     "se_resnet50": 28.07,

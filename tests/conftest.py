@@ -57,7 +57,6 @@ SLOW_MODULES = (
     "test_convert_cli.py",
     "test_compilation_cache.py",
     "test_benchmarks.py",
-    "test_docs_site.py",
     "test_kerashub.py",
     "test_reliability.py",
 )
