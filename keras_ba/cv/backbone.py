@@ -59,10 +59,11 @@ class _Levels(dict):
 
 # === Where the pyramid comes from ===
 
-# PROVISIONAL: the stage-end layers of today's keras_ba applications, by name.
-# Once every keras_ba backbone exposes `pyramid_outputs` (the architecture
-# issue), `_pyramid_outputs` needs only its first branch; delete this table
-# and `_pyramid_from_layer_names`.
+# Every keras_ba backbone exposes `pyramid_outputs`; a flat classifier does
+# not (an application built with `include_top=False`, or any keras_ba model
+# loaded from a `.keras` file as a plain functional model). For those, the
+# stage-end layers by their stable names (keras.applications' naming) give
+# the same levels.
 _STAGE_END = re.compile(
     r"^(conv1_relu|conv\d+_block\d+_out"  # ResNet, ResNeXt
     r"|stem_activation|block\d+[a-z]+_(project_bn|add)"  # EfficientNet
