@@ -266,3 +266,15 @@ def test_errors_are_clear():
         BAPVTBackbone(drop_path_rate=1.5)
     with pytest.raises(ValueError, match="resize=True"):
         PositionEmbedding((2, 2), (3, 3))
+
+
+@only_in("tensorflow", reason="layer names only; keras-cv's task models are tested in test_cv")
+def test_keras_cv_backbone_finds_the_stage_outputs():
+    from keras_ba.cv.backbone import BABackbone
+
+    model = shapes_only(
+        BAPVT, [1, 1, 1, 1], **TINY, input_shape=(32, 32, 3), include_top=False, attention=None
+    )
+    assert BABackbone(model).pyramid_level_inputs == {
+        f"P{s + 1}": f"stage{s}_map" for s in (1, 2, 3, 4)
+    }
