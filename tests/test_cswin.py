@@ -237,15 +237,3 @@ def test_errors_are_clear():
         BACSWinBackbone(**dict(TINY, split_sizes=[3, 2, 2, 1]), image_shape=(64, 64, 3))
     with pytest.raises(ValueError, match="even number of heads"):
         CrossShapedWindowAttention(3, 2)
-
-
-@only_in("tensorflow", reason="layer names only; keras-cv's task models are tested in test_cv")
-def test_keras_cv_backbone_finds_the_stage_outputs():
-    from keras_ba.cv.backbone import BABackbone
-
-    model = shapes_only(
-        BACSWin, **TINY, input_shape=(64, 64, 3), include_top=False, drop_path_rate=0.0
-    )
-    assert BABackbone(model).pyramid_level_inputs == {
-        f"P{s + 1}": f"stage{s}_0_add2" for s in (1, 2, 3, 4)
-    }
