@@ -15,7 +15,14 @@ import pytest
 from conftest import REFERENCE_DIR, SHAPES_PASS, forward, only_in, shapes_only, trainable_count
 from model_contract import run_backbone_contract
 
-from keras_ba.applications import BAPVT, BAPVTBackbone, BAPVTSmall, BAPVTTiny, get_model_builder
+from keras_ba.applications import (
+    BAPVT,
+    BACSWin,
+    BAPVTBackbone,
+    BAPVTSmall,
+    BAPVTTiny,
+    get_model_builder,
+)
 from keras_ba.applications.pvt_layers import PositionEmbedding, bilinear_matrix
 from keras_ba.convert import CheckpointMismatchError, build_key_map, load_torch_weights
 from keras_ba.layers import BridgeAttention, SqueezeExcite
@@ -266,3 +273,33 @@ def test_errors_are_clear():
         BAPVTBackbone(drop_path_rate=1.5)
     with pytest.raises(ValueError, match="resize=True"):
         PositionEmbedding((2, 2), (3, 3))
+
+
+@only_in("tensorflow", reason="layer names only; keras-cv's task models are tested in test_cv")
+def test_keras_cv_backbone_finds_the_stage_outputs():
+    from keras_ba.cv.backbone import BABackbone
+
+    model = shapes_only(
+        BAPVT, [1, 1, 1, 1], **TINY, input_shape=(32, 32, 3), include_top=False, attention=None
+    )
+    assert BABackbone(model).pyramid_level_inputs == {
+        f"P{s + 1}": f"stage{s}_map" for s in (1, 2, 3, 4)
+    }
+    # BA-CSWin here too (one keras-cv import): the last block of each stage.
+    model = shapes_only(
+        BACSWin,
+        8,
+        [1, 2, 1, 1],
+        [2, 2, 2, 2],
+        [2, 2, 2, 1],
+        input_shape=(64, 64, 3),
+        include_top=False,
+        drop_path_rate=0.0,
+        reduction=4,
+    )
+    assert BABackbone(model).pyramid_level_inputs == {
+        "P2": "stage1_0_add2",
+        "P3": "stage2_1_add2",
+        "P4": "stage3_0_add2",
+        "P5": "stage4_0_add2",
+    }

@@ -123,10 +123,13 @@ class PositionEmbedding(layers.Layer):
         channels = embeddings.shape[-1]
         rows = ops.convert_to_tensor(bilinear_matrix(h, h0), dtype=embeddings.dtype)
         cols = ops.convert_to_tensor(bilinear_matrix(w, w0), dtype=embeddings.dtype)
+        # Two matrix products (rows, then columns): plain ops that every
+        # export format has.
         grid = ops.reshape(embeddings[0, self.prefix_tokens :], (h0, w0 * channels))
         grid = ops.reshape(ops.matmul(rows, grid), (h, w0, channels))
-        grid = ops.einsum("jw,hwc->hjc", cols, grid)
-        grid = ops.reshape(grid, (1, h * w, channels))
+        grid = ops.reshape(ops.transpose(grid, (1, 0, 2)), (w0, h * channels))
+        grid = ops.reshape(ops.matmul(cols, grid), (w, h, channels))
+        grid = ops.reshape(ops.transpose(grid, (1, 0, 2)), (1, h * w, channels))
         return ops.concatenate([embeddings[:, : self.prefix_tokens], grid], axis=1)
 
     def call(self, inputs):

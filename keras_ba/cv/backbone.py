@@ -69,7 +69,8 @@ _STAGE_END = re.compile(
     r"|stem_activation|block\d+[a-z]+_(project_bn|add)"  # EfficientNet
     r"|conv_activation|expanded_conv(_\d+)?_(project_bn|add)"  # MobileNetV3
     r"|stem_relu|s\d+_b\d+_out"  # RegNet-Y
-    r"|stage\d+_block\d+_add2)$"  # Swin
+    r"|stage\d+_block\d+_add2"  # Swin
+    r"|stage\d_map|stage\d+_\d+_add2)$"  # PVT, CSWin
 )
 _PROBE_SIZE = 256  # input side used to measure strides when the input is unsized
 
