@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from conftest import BACKEND, forward
 
-from keras_ba.training import layout
 from keras_ba.errors import WorkflowError
+from keras_ba.training import layout
 from keras_ba.training.models import ModelSpec, build_model
 
 RUNS_CHANNELS_FIRST = pytest.mark.skipif(

@@ -14,12 +14,11 @@ import tensorflow as tf
 from conftest import only_in
 
 from keras_ba.applications import preprocess_input
-from keras_ba.training import callbacks, recipes
-from keras_ba.data import augment
+from keras_ba.data import augment, transforms
 from keras_ba.data import pipeline as data
-from keras_ba.runs import folder as run_folder
-from keras_ba.data import transforms
 from keras_ba.errors import WorkflowError
+from keras_ba.runs import folder as run_folder
+from keras_ba.training import callbacks, recipes
 
 pytestmark = only_in("tensorflow", reason="tf.data pipelines: the TensorFlow pass")
 

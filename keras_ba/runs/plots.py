@@ -4,8 +4,8 @@ Example:
     plot_history("runs/digits/history.csv", "runs/digits/history.png")
 """
 
-from keras_ba.extras import require
 from keras_ba.errors import WorkflowError
+from keras_ba.extras import require
 from keras_ba.runs.folder import atomic_path, read_history
 
 
