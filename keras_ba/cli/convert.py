@@ -85,6 +85,7 @@ def register(subparsers):
         help="print every PyTorch key -> Keras weight pair, and every weight not loaded",
     )
     parser.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.set_defaults(func=run)
 
 
@@ -122,6 +123,11 @@ def convert(args):
 
     if not args.output.endswith(".keras"):
         raise ValueError(f"The output file must end with '.keras'. Received: {args.output!r}")
+    if os.path.exists(args.output) and not getattr(args, "overwrite", False):
+        raise ValueError(
+            f"The output file {args.output!r} already exists: pass --overwrite to replace it, "
+            "or choose another name."
+        )
     trunk = args.origin != "authors"
     if trunk and args.non_strict:
         raise ValueError(

@@ -1,0 +1,1 @@
+"""Small helpers shared by keras_ba's command-line workflows (no Keras imports)."""
