@@ -12,6 +12,8 @@ A run folder (`output` of `train`, `--output` of `keras-ba train`) holds::
                            the newest two, while the run is unfinished
                            (`save_training_state`, `restore_training_state`)
     logs/                  TensorBoard
+    .keras-ba.lock         while a process trains here: its pid (`utils.locking`;
+                           a second `train` on the folder stops at once)
 
 Every file is written under a temporary name in the same folder and renamed
 (`os.replace`, atomic on POSIX and Windows) once complete and flushed to
