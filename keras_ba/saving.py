@@ -4,9 +4,14 @@ Keras finds a custom class only if the module that registers it was
 imported. `import keras_ba` is lazy (it imports no Keras), so a fresh
 process that calls `keras.saving.load_model` first has to import the
 modules that define the file's classes. `load_model` does that: it reads
-the file's config, imports every `keras_ba` module it names (layers,
-applications, backbones, task models), then calls
-`keras.saving.load_model`.
+the file's config and imports the keras_ba packages that register the
+classes it names, then calls `keras.saving.load_model`.
+
+Only a fixed list of packages is ever imported (`REGISTERING_PACKAGES`),
+never a module because a file names it: a `.keras` file is data, and a
+crafted one naming, say, `keras_ba.cli.__main__` must not run the command
+line in the loading process. A file that names a keras_ba module outside
+those packages is refused (`ValueError`) before anything is imported.
 
 Example:
 >>> import os, tempfile, keras
@@ -21,7 +26,6 @@ Example:
 """
 
 import importlib
-import importlib.util
 import json
 import os
 import zipfile
@@ -37,6 +41,10 @@ def _core_modules():
 
 
 CORE_MODULES = _core_modules()
+# The only packages a file may make `load_model` import: each registers, on
+# import, every serializable class of its sub-modules (a file names the
+# sub-module that defines a class, e.g. `keras_ba.layers.bridge_attention`).
+REGISTERING_PACKAGES = ("keras_ba.layers", "keras_ba.applications", "keras_ba.cv")
 
 
 def register_serializables(modules=()):
@@ -93,19 +101,49 @@ def _collect_modules(node, found):
 def load_model(path, **kwargs):
     """`keras.saving.load_model` for a file with keras_ba objects.
 
-    Imports the keras_ba modules the file names (see `keras_ba_modules`),
+    Imports the keras_ba packages that register the classes the file names
+    (see `registering_packages`; nothing else, whatever the file says),
     then loads it; keyword arguments (`compile`, `safe_mode`,
     `custom_objects`) are Keras' own.
+
+    Raises:
+        ValueError: the file names a keras_ba module outside
+            `REGISTERING_PACKAGES` (crafted, or from another program).
 
     Example:
         model = keras_ba.load_model("runs/digits/model.keras", compile=False)
     """
     import keras
 
-    register_serializables(_importable(keras_ba_modules(path)))
+    register_serializables(registering_packages(keras_ba_modules(path), path))
     return keras.saving.load_model(os.fspath(path), **kwargs)
 
 
-def _importable(modules):
-    """Modules of this keras_ba that exist (a file from another version may name more)."""
-    return tuple(name for name in modules if importlib.util.find_spec(name) is not None)
+def registering_packages(modules, path="the file"):
+    """The packages of `REGISTERING_PACKAGES` to import for the named `modules`.
+
+    Raises:
+        ValueError: a module outside those packages (never imported).
+
+    Example:
+    >>> registering_packages(["keras_ba.layers.bridge_attention", "keras_ba.cv.backbone"])
+    ('keras_ba.layers', 'keras_ba.cv')
+    >>> registering_packages(["keras_ba.cli.__main__"], "evil.keras")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'evil.keras' names the module 'keras_ba.cli.__main__', which defines no model parts: refusing to load it (only classes of keras_ba.layers, keras_ba.applications, keras_ba.cv load; was the file made by another program?).
+    """
+    found = []
+    for name in modules:
+        package = next(
+            (p for p in REGISTERING_PACKAGES if name == p or name.startswith(p + ".")), None
+        )
+        if package is None:
+            raise ValueError(
+                f"{os.fspath(path)!r} names the module {name!r}, which defines no model "
+                f"parts: refusing to load it (only classes of {', '.join(REGISTERING_PACKAGES)} "
+                "load; was the file made by another program?)."
+            )
+        if package not in found:
+            found.append(package)
+    return tuple(found)

@@ -296,7 +296,7 @@ def _run_stage(stage, batch, times):
 
 
 def test_augmentations_are_applied_at_their_configured_rates():
-    from keras_ba.training import augment
+    from keras_ba.data import augment
     from keras_ba.training.recipes import get_recipe
 
     recipe = get_recipe("bav2", image_size=16)

@@ -237,8 +237,8 @@ def train_tiny(mode, output, group=None):
     Returns `(history, final weights)`. Imported by `DRIVER` in each
     process of the group.
     """
-    from keras_ba.training import trainer
     from keras_ba.data.pipeline import DataSource
+    from keras_ba.training import trainer
     from keras_ba.training.models import ModelSpec
     from keras_ba.training.recipes import get_recipe
 
@@ -532,8 +532,8 @@ def test_incomplete_or_bad_values_fail_clearly(kwargs, message):
 
 
 def test_only_process_0_keeps_the_writers():
-    from keras_ba.training import callbacks
     from keras_ba.runs.folder import RunPaths
+    from keras_ba.training import callbacks
 
     made = callbacks.make_callbacks(RunPaths("run"), tensorboard=True)
     chief = multiprocess.process_callbacks(made, ProcessGroup(2, 0, "h:1"), backend="torch")
@@ -570,3 +570,49 @@ def test_processes_that_would_start_differently_are_stopped(monkeypatch):
         multiprocess.check_same_start(model, 3, group)
     gathered["rows"] = [[3] + own, [3] + own]
     multiprocess.check_same_start(model, 3, group)  # the same start: no error
+
+
+# === The command line: several epochs of several steps, per-epoch loss ===
+
+EPOCHS_CLI = [
+    "--model", "ba_resnet18", "--depths", "1", "1", "1", "1", "--widths", "8", "16", "32", "64",
+    "--data", "digits", "--recipe", "small", "--epochs", "2", "--batch-size", "16",
+    "--limit", "64", "--image-size", "16", "--seed", "3", "--crop", "center", "--no-flip",
+    "--verbose", "2", "--no-plot",
+]  # fmt: skip
+
+
+def _cli_equivalence(backend, mode, tmp_path):
+    """`keras-ba train` as one process (here, while the pair runs) and as two."""
+    port = _free_port()
+    pair = [
+        _start(
+            [sys.executable, "-m", "keras_ba.cli", "train", *EPOCHS_CLI, "--distribute", mode,
+             "--output", str(tmp_path / "two")],
+            _environment(backend, tmp_path, _group_env(2, i, port, timeout=120)),
+            tmp_path,
+            f"cli{i}",
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        code = main(["train", *EPOCHS_CLI, "--output", str(tmp_path / "one")])
+    finally:
+        _finish(pair)
+    assert code == 0 and all(p.returncode == 0 for p in pair), _show(pair)
+    one, two = (_history(tmp_path / name) for name in ("one", "two"))
+    assert len(one) == len(two) == 2
+    for key in ("loss", "val_loss"):
+        for a, b in zip(one, two, strict=True):
+            x, y = float(a[key]), float(b[key])
+            assert abs(x - y) <= 1e-4 * abs(x), (key, [r[key] for r in one], [r[key] for r in two])
+
+
+@JAX_ONLY
+def test_jax_two_processes_give_the_one_process_epochs_on_the_command_line(tmp_path):
+    _cli_equivalence("jax", "data-parallel", tmp_path)
+
+
+@TORCH_ONLY
+def test_ddp_two_processes_give_the_one_process_epochs_on_the_command_line(tmp_path):
+    _cli_equivalence("torch", "ddp", tmp_path)

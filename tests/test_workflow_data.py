@@ -323,11 +323,16 @@ def test_weight_decay_semantics():
 
 def test_csv_history_keeps_one_row_per_epoch_when_resuming(tmp_path):
     path = str(tmp_path / "history.csv")
-    with open(path, "w") as file:  # epoch 1 written twice, epoch 2 unfinished, a torn row
-        file.write("epoch,loss\n0,2.0\n1,1.0\n1,1.0\n2,0.5\n3\n")
+    with open(path, "w") as file:  # a torn row: damaged, named (never dropped silently)
+        file.write("epoch,loss\n0,2.0\n1,1.0\n3\n")
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x, y = np.ones((4, 2), "float32"), np.zeros((4, 1), "float32")
+    with pytest.raises(ValueError, match="history.csv' is damaged .line 4 has 1 values"):
+        model.fit(x, y, epochs=2, initial_epoch=1, verbose=0,
+                  callbacks=[callbacks.ResumableCSVLogger(path)])  # fmt: skip
+    with open(path, "w") as file:  # epoch 1 written twice (killed before its backup), epoch 2
+        file.write("epoch,loss\n0,2.0\n1,1.0\n1,1.0\n2,0.5\n")
     logger = callbacks.ResumableCSVLogger(path)
     model.fit(x, y, epochs=3, initial_epoch=1, callbacks=[logger], verbose=0)
     history = run_folder.read_history(path)

@@ -111,6 +111,7 @@ def register(subparsers):
         "predictions head, the ImageClassifier with its preprocessor; load it "
         "with keras_hub.models.Backbone.from_preset(DIR) (needs the hub extra)",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.set_defaults(func=run)
 
 
@@ -153,6 +154,15 @@ def convert(args):
         raise ValueError(f"The output file must end with '.keras'. Received: {args.output!r}")
     if preset is not None:
         _check_preset_target(preset)
+    if (
+        args.output is not None
+        and os.path.exists(args.output)
+        and not getattr(args, "overwrite", False)
+    ):
+        raise ValueError(
+            f"The output file {args.output!r} already exists: pass --overwrite to replace it, "
+            "or choose another name."
+        )
     trunk = args.origin != "authors"
     if trunk and args.non_strict:
         raise ValueError(

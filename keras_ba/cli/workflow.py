@@ -103,8 +103,33 @@ def _handler(function):
         except KeyboardInterrupt:
             print(f"\nkeras-ba {args.command}: interrupted.", file=sys.stderr)
             return 130
+        except OSError as error:
+            if args.traceback:
+                raise
+            print(f"keras-ba {args.command}: error: {os_error_message(error)}", file=sys.stderr)
+            from keras_ba.utils import weights_files
+
+            weights_files.exit_if_stuck(1)  # a weights file left open would crash the exit
+            return 1
 
     return run
+
+
+def os_error_message(error):
+    """One line for an operating-system error (full disk, permissions...).
+
+    Example:
+    >>> import errno
+    >>> os_error_message(OSError(errno.ENOSPC, "No space left on device", "run/model.keras"))[:63]
+    "No space left on device: 'run/model.keras' (errno 28). Free som"
+    """
+    what = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+    where = f": {error.filename!r}" if error.filename else ""
+    number = f" (errno {error.errno})" if error.errno else ""
+    return (
+        f"{what}{where}{number}. Free some space or fix the permissions, then rerun the same "
+        "command (an interrupted run resumes at its last finished epoch)."
+    )
 
 
 def _set_command(parser, function, check=None):
@@ -441,6 +466,7 @@ def _add_evaluate(subparsers):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cache", default="auto", choices=CACHE_MODES)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    _add_overwrite_json(parser)
     _common(parser)
     _set_command(parser, _evaluate)
 
@@ -448,6 +474,8 @@ def _add_evaluate(subparsers):
 def _evaluate(args):
     from keras_ba.data.pipeline import DataSource
     from keras_ba.training import inference
+
+    _check_json_output(args)
 
     source = None
     if args.data:
@@ -470,6 +498,45 @@ def _evaluate(args):
         + (f", top-5 {results['top5_accuracy']:.4f}" if "top5_accuracy" in results else "")
     )
     _write_json(results, args.json)
+
+
+def _add_overwrite_json(parser):
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+
+
+def _check_json_output(args):
+    """Refuses a --json path that names a run's own file, or an existing file
+    without --overwrite, before any work."""
+    if not args.json:
+        return
+    from keras_ba.runs import folder as run_folder
+
+    check_output_file(args.json, run_folder.model_path(args.model), args.overwrite)
+
+
+def check_output_file(path, model_file, overwrite):
+    """Refuses to write `path` over a file of the run beside `model_file`, or
+    over an existing file unless `overwrite`.
+
+    Example:
+    >>> check_output_file("runs/a/run.json", "runs/a/model.keras", overwrite=True)
+    Traceback (most recent call last):
+    ...
+    keras_ba.errors.WorkflowError: --json 'runs/a/run.json' is a file of the run 'runs/a': choose another path.
+    """
+    from keras_ba.runs.folder import RunPaths
+
+    run = RunPaths(os.path.dirname(os.fspath(model_file)))
+    own = {os.path.realpath(p) for p in run.training_state() + (run.checkpoint,)}
+    if os.path.realpath(path) in own or os.path.realpath(path) == os.path.realpath(model_file):
+        raise WorkflowError(
+            f"--json {path!r} is a file of the run {run.root!r}: choose another path."
+        )
+    if os.path.exists(path) and not overwrite:
+        raise WorkflowError(
+            f"--json {path!r} already exists: pass --overwrite to replace it, or choose "
+            "another path."
+        )
 
 
 def _write_json(results, path):
@@ -495,12 +562,15 @@ def _add_predict(subparsers):
     parser.add_argument("--top-k", type=int, default=1, help="classes per image (default: 1)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", help="also write the predictions to this JSON file")
+    _add_overwrite_json(parser)
     _common(parser)
     _set_command(parser, _predict)
 
 
 def _predict(args):
     from keras_ba.training import inference
+
+    _check_json_output(args)
 
     results = inference.predict(
         args.model, args.images, top_k=args.top_k, batch_size=args.batch_size

@@ -40,6 +40,7 @@ from keras_ba.options import EXPORT_FORMATS as FORMATS
 from keras_ba.runs import folder as run_folder
 from keras_ba.runs.folder import load_trained_model
 from keras_ba.runs.folder import model_info as export_info
+from keras_ba.utils import locking
 from keras_ba.utils.tf_process import run_under_tensorflow
 
 
@@ -118,16 +119,27 @@ def export_model(
     info = export_info(model_path, image_size, crop_pct)
     name = name or info["name"] or "model"
     model_dir = os.path.join(output, name)
-    version = version or next_version(model_dir)
-    target = os.path.join(model_dir, str(version))
-    if os.path.exists(target):
-        raise WorkflowError(f"{target!r} already exists: pass another --version.")
-    run_folder.prepare_output_dir(os.path.dirname(os.path.abspath(target)))
-    args = [model_path, target, format, info["image_size"], info["crop_pct"]]
-    if keras.backend.backend() == "tensorflow":
-        _export_here(*args)
-    else:
-        _export_in_tensorflow_process(*args)
+    run_folder.prepare_output_dir(model_dir)
+    # One export at a time per model folder: two would pick the same version.
+    lock = locking.FolderLock(
+        model_dir, "The export folder", "wait until it ends, or pass another --output"
+    )
+    try:
+        lock.acquire()
+    except locking.LockedError as error:
+        raise WorkflowError(str(error)) from None
+    try:
+        version = version or next_version(model_dir)
+        target = os.path.join(model_dir, str(version))
+        if os.path.exists(target):
+            raise WorkflowError(f"{target!r} already exists: pass another --version.")
+        args = [model_path, target, format, info["image_size"], info["crop_pct"]]
+        if keras.backend.backend() == "tensorflow":
+            _export_here(*args)
+        else:
+            _export_in_tensorflow_process(*args)
+    finally:
+        lock.release()
     return target
 
 

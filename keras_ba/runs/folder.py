@@ -12,6 +12,8 @@ A run folder (`output` of `train`, `--output` of `keras-ba train`) holds::
                            the newest two, while the run is unfinished
                            (`save_training_state`, `restore_training_state`)
     logs/                  TensorBoard
+    .keras-ba.lock         while a process trains here: its pid (`utils.locking`;
+                           a second `train` on the folder stops at once)
 
 Every file is written under a temporary name in the same folder and renamed
 (`os.replace`, atomic on POSIX and Windows) once complete and flushed to
@@ -37,6 +39,7 @@ import shutil
 import tempfile
 
 from keras_ba.errors import WorkflowError
+from keras_ba.utils import weights_files
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "run.json"
@@ -127,6 +130,12 @@ def model_path(path):
         return candidate
     if not os.path.isfile(path):
         raise WorkflowError(f"No such model file: {path!r}.")
+    from keras_ba import saving
+
+    try:  # a file naming modules outside keras_ba's model packages: refused here, cheaply
+        saving.registering_packages(saving.keras_ba_modules(path), path)
+    except ValueError as error:
+        raise WorkflowError(f"Cannot load the model {path!r}: {error}") from None
     return path
 
 
@@ -251,7 +260,7 @@ class RunConfig:
         data = read_json(path)
         if data is None:
             return None
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not isinstance(data.get("model", ""), str):
             raise WorkflowError(f"{path!r} is not a keras-ba run configuration.")
         if "status" not in data:  # written by keras-ba before 0.1.0 had `status`
             paths = RunPaths(os.path.dirname(os.fspath(path)))
@@ -305,17 +314,46 @@ def model_info(model_path, image_size=None, crop_pct=None):
     }
 
 
-def read_run_config(folder):
-    """The `RunConfig` of a run folder, or None without a readable `run.json`.
+def read_run_config(folder, recovery=None):
+    """The `RunConfig` of a run folder, or None when it has no `run.json`.
+
+    Raises:
+        WorkflowError: a `run.json` that is damaged (not a run configuration),
+            naming the file and what to do.
 
     Example:
     >>> read_run_config("no/such/folder") is None
     True
     """
+    path = RunPaths(folder).config
     try:
-        return RunConfig.load(RunPaths(folder).config)
-    except (WorkflowError, ValueError, OSError):
-        return None
+        return RunConfig.load(path)
+    except (WorkflowError, ValueError, TypeError, OSError) as error:
+        reason = _first_line(error).replace(repr(path), "it")
+        raise WorkflowError(damaged_message(path, reason, recovery or CONFIG_RECOVERY)) from None
+
+
+CONFIG_RECOVERY = (
+    "restore it from a copy; to use the model without it, pass the settings it held "
+    "(`image_size`, `crop_pct`) and copy the model file out of the run folder"
+)
+TRAIN_CONFIG_RECOVERY = (
+    "restore it from a copy, or pass `overwrite=True` to train again from scratch there"
+)
+HISTORY_RECOVERY = (
+    "restore it from a copy, or delete it (training resumes; the history then starts at the "
+    "resumed epoch), or pass `overwrite=True` to train again from scratch"
+)
+
+
+def damaged_message(path, reason, recovery):
+    """One line naming a damaged run file, why, and how to recover.
+
+    Example:
+    >>> damaged_message("run/history.csv", "row 3 is cut off", "restore it")
+    "The run file 'run/history.csv' is damaged (row 3 is cut off): restore it."
+    """
+    return f"The run file {os.fspath(path)!r} is damaged ({reason.rstrip('.')}): {recovery}."
 
 
 # === Atomic writes ===
@@ -382,7 +420,10 @@ def atomic_path(path, suffix=None):
     name = os.path.basename(path)
     if suffix is None:
         suffix = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=suffix, dir=folder)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{name}.tmp-", suffix=suffix, dir=folder)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), path) from None
     os.close(handle)
     os.chmod(temporary, default_mode(is_folder=False))  # mkstemp makes it private (0600)
     try:
@@ -390,6 +431,8 @@ def atomic_path(path, suffix=None):
         fsync_path(temporary)
         os.replace(temporary, path)
         fsync_path(folder)
+    except OSError as error:  # name the file being written, not its temporary name
+        raise OSError(error.errno, error.strerror or str(error), path) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -426,7 +469,7 @@ def atomic_save(model, path):
     """
     with atomic_path(path) as temporary:
         if os.fspath(path).endswith(".weights.h5"):
-            model.save_weights(temporary)
+            weights_files.save_weights(model, temporary)
         else:
             model.save(temporary)
 
@@ -471,7 +514,7 @@ def read_json(path):
         with open(path) as file:
             return json.load(file)
     except (ValueError, UnicodeDecodeError) as error:
-        raise WorkflowError(f"{path!r} is not valid JSON: {error}.") from None
+        raise WorkflowError(f"{path!r} is not valid JSON: {_first_line(error)}.") from None
 
 
 def makedirs_for(path):
@@ -521,7 +564,7 @@ def save_training_state(model, folder, epoch, keep=2):
     temporary = tempfile.mkdtemp(prefix=".tmp-", dir=folder)
     try:
         weights = os.path.join(temporary, STATE_WEIGHTS)
-        model.save_weights(weights)
+        weights_files.save_weights(model, weights)
         fsync_path(weights)
         info = {"epoch": int(epoch), "bytes": os.path.getsize(weights), "sha256": _sha256(weights)}
         with open(os.path.join(temporary, STATE_INFO), "w") as file:
@@ -533,6 +576,9 @@ def save_training_state(model, folder, epoch, keep=2):
             shutil.rmtree(target)
         os.replace(temporary, target)
         fsync_path(folder)
+    except OSError as error:  # name the state being written, not its temporary folder
+        state = os.path.join(folder, f"{STATE_PREFIX}{int(epoch):04d}")
+        raise OSError(error.errno, error.strerror or str(error), state) from None
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     for old in _states(folder)[keep:]:
@@ -699,19 +745,46 @@ def read_history(path):
 def read_history_rows(path, separator=","):
     """`(header, rows)` of a CSV history; rows as dicts of strings.
 
+    Raises:
+        WorkflowError: a damaged file (cut off, not text, a row of another
+            length), naming it and what to do.
+
     Example:
     >>> read_history_rows("no/such/history.csv")
     ([], [])
     """
     if not os.path.exists(path):
         return [], []
-    with open(path, newline="") as file:
-        table = list(csv.reader(file, delimiter=separator))
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            text = file.read()
+        table = list(csv.reader(text.splitlines(), delimiter=separator))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise WorkflowError(damaged_message(path, _first_line(error), HISTORY_RECOVERY)) from None
     if not table:
         return [], []
+    problem = _history_problem(text, table)
+    if problem:
+        raise WorkflowError(damaged_message(path, problem, HISTORY_RECOVERY))
     header = table[0]
-    rows = [dict(zip(header, r, strict=True)) for r in table[1:] if len(r) == len(header)]
+    rows = [dict(zip(header, r, strict=True)) for r in table[1:]]
     return header, rows
+
+
+def _history_problem(text, table):
+    """What is wrong with a history table, or None (every file keras-ba writes
+    ends with a newline and starts with `epoch`)."""
+    header = table[0]
+    if not text.endswith("\n"):
+        return "it is cut off: no newline at its end"
+    if not header or header[0] != "epoch" or "" in header or len(set(header)) < len(header):
+        return f"its header {','.join(header)!r} is not a history header"
+    for number, row in enumerate(table[1:], start=2):
+        if len(row) != len(header):
+            return f"line {number} has {len(row)} values for {len(header)} columns"
+        if _epoch_of(dict(zip(header, row, strict=True))) is None:
+            return f"line {number} has no epoch number"
+    return None
 
 
 def write_history_rows(path, header, rows, separator=","):
@@ -794,6 +867,42 @@ def load_trained_model(path):
     from keras_ba.saving import load_model
 
     try:
-        return load_model(path, compile=False)
+        model = load_model(path, compile=False)
     except Exception as error:
         raise WorkflowError(f"Cannot load the model {path!r}: {_first_line(error)}") from None
+    check_image_classifier(model, path)
+    return model
+
+
+def check_image_classifier(model, path):
+    """Refuses a model that does not take RGB images `[batch, H, W, 3]` to class scores.
+
+    Raises:
+        WorkflowError: naming the model's inputs and outputs.
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    >>> check_image_classifier(model, "m.keras")
+    Traceback (most recent call last):
+    ...
+    keras_ba.errors.WorkflowError: 'm.keras' is not an image classifier: it maps (None, 5) to (None, 2), ...
+    """
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return  # a subclassed model without a graph: Keras reports what fails
+    if not inputs or not outputs:
+        return
+    shapes_in = [tuple(x.shape) for x in inputs]
+    shapes_out = [tuple(y.shape) for y in outputs]
+    images = len(shapes_in) == 1 and len(shapes_in[0]) == 4 and shapes_in[0][-1] == 3
+    scores = len(shapes_out) == 1 and len(shapes_out[0]) == 2
+    if not (images and scores):
+        ins = ", ".join(map(str, shapes_in))
+        outs = ", ".join(map(str, shapes_out))
+        raise WorkflowError(
+            f"{os.fspath(path)!r} is not an image classifier: it maps {ins} to {outs}, and "
+            "keras-ba evaluate, predict and export need one input of RGB images "
+            "(batch, height, width, 3) and one output of class scores (batch, classes)."
+        )

@@ -18,6 +18,7 @@ Example:
 """
 
 import dataclasses
+import math
 
 from keras_ba.errors import WorkflowError
 
@@ -138,7 +139,7 @@ class Recipe:
 
 
 def _check(ok, name, value, expected):
-    if not ok:
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
         raise WorkflowError(
             f"Invalid value for `{name}`: expected {expected}. Received: `{name}={value!r}`."
         )

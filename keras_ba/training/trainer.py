@@ -32,6 +32,7 @@ from keras_ba.data import pipeline as data
 from keras_ba.errors import WorkflowError
 from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
 from keras_ba.runs import folder as run_folder
+from keras_ba.runs import guard as run_guard
 from keras_ba.training import callbacks, layout, models, recipes
 from keras_ba.training.distributed import ddp_loop, modes
 from keras_ba.training.distributed import launch as multiprocess
@@ -185,6 +186,7 @@ def train(
         log(f"Training as {group.describe()}; process 0 reports the progress and writes.")
         log = _silent
     paths = _run_folder(output, mode)
+    lock = run_guard.run_lock(paths, group)  # another process training here: fail at once
     requested = _requested_config(
         model_spec, source, recipe, seed, precision, mode, steps_per_epoch
     )
@@ -194,70 +196,83 @@ def train(
         _check_same_run(existing, requested, paths, check_classes=False)
         if existing.finished:
             return _already_finished(paths, existing, start, log, writes=group.is_chief)
-    if group.is_chief:
-        run_folder.prepare_output_dir(paths.root)
     # Strategies first: MultiWorkerMirroredStrategy must exist before any TF op.
     setup = distribute.setup_distribution(mode, processes=group.num_processes, log=log)
+    created, fresh = not os.path.isdir(paths.root), False
     try:
-        keras.utils.set_random_seed(seed)
-        splits = data.load_splits(source, recipe.load_size())
-        distribute.check_batch(recipe.batch_size, setup)
-        steps = steps_per_epoch or data.steps_per_epoch(splits.train_size, recipe.batch_size)
-        requested = dataclasses.replace(
-            requested, class_names=list(splits.class_names), steps=steps
-        )
-        if existing is not None:
-            _check_same_run(existing, requested, paths)
-        build = _builder(model_spec, len(splits.class_names), recipe.image_size, precision, setup)
-        model = _compile(build(data_format), recipe, steps, setup, jit_compile)
-        saved = _saved_model(build, data_format, jit_compile)
-        # The configuration is known to match: from here on the folder is written
-        # (by process 0 only; the others wait, then read the same backup).
-        if group.is_chief:
-            if overwrite:
-                paths.clear()
-            paths.remove_temporaries()
-        multiprocess.barrier(group, "cleared")
-        with setup.scope():
-            initial_epoch = run_folder.restore_training_state(
-                model, paths.backup, clean=group.is_chief
+        try:
+            keras.utils.set_random_seed(seed)
+            splits = data.load_splits(source, recipe.load_size())
+            distribute.check_batch(recipe.batch_size, setup)
+            steps = steps_per_epoch or data.steps_per_epoch(splits.train_size, recipe.batch_size)
+            requested = dataclasses.replace(
+                requested, class_names=list(splits.class_names), steps=steps
             )
-        multiprocess.check_same_start(model, initial_epoch, group)
-        if group.is_chief:
-            if initial_epoch == 0:
-                _clear_progress(paths)
-            requested.save(paths.config)
-        _print_plan(
-            model, recipe, splits, steps, setup, precision, paths, initial_epoch, log, group
-        )
-        if initial_epoch < recipe.epochs:
-            _fit(
-                model,
-                recipe,
-                splits,
-                steps,
-                seed,
-                cache,
-                paths,
-                verbose,
-                source,
-                setup,
-                initial_epoch,
-                group,
-                sync_batch_norm,
-                saved,
+            if existing is not None:
+                _check_same_run(existing, requested, paths)
+            build = _builder(
+                model_spec, len(splits.class_names), recipe.image_size, precision, setup
             )
-        multiprocess.barrier(group, "trained")  # process 0's last epoch is written
+            model = _compile(build(data_format), recipe, steps, setup, jit_compile)
+            saved = _saved_model(build, data_format, jit_compile)
+            # Data, model and options are checked: from here on the folder is
+            # written, under its lock (by process 0 only; the others wait, then
+            # read the same backup).
+            if group.is_chief:
+                existing = run_guard.lock_run(
+                    lock, paths, existing, requested, overwrite, _existing_run, _check_same_run
+                )
+                fresh = existing is None
+                if overwrite:
+                    paths.clear()
+                paths.remove_temporaries()
+            multiprocess.barrier(group, "cleared")
+            with setup.scope():
+                initial_epoch = run_folder.restore_training_state(
+                    model, paths.backup, clean=group.is_chief
+                )
+            multiprocess.check_same_start(model, initial_epoch, group)
+            if group.is_chief:
+                if initial_epoch == 0:
+                    _clear_progress(paths)
+                requested.save(paths.config)
+            _print_plan(
+                model, recipe, splits, steps, setup, precision, paths, initial_epoch, log, group
+            )
+            if initial_epoch < recipe.epochs:
+                _fit(
+                    model,
+                    recipe,
+                    splits,
+                    steps,
+                    seed,
+                    cache,
+                    paths,
+                    verbose,
+                    source,
+                    setup,
+                    initial_epoch,
+                    group,
+                    sync_batch_norm,
+                    saved,
+                )
+            multiprocess.barrier(group, "trained")  # process 0's last epoch is written
+        finally:
+            setup.close()
+        history = (
+            run_folder.read_history(paths.history_csv) if os.path.exists(paths.history_csv) else {}
+        )
+        _check_finite(history)
+        model = saved(model)
+        if group.is_chief:
+            _finish(model, paths, requested, plot, log)
+            log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
+    except (run_guard.DataReadError, OSError):
+        if fresh:  # failed before its first epoch: leave the folder as it was
+            run_guard.undo_fresh_run(paths, created, lock)
+        raise
     finally:
-        setup.close()
-    history = (
-        run_folder.read_history(paths.history_csv) if os.path.exists(paths.history_csv) else {}
-    )
-    _check_finite(history)
-    model = saved(model)
-    if group.is_chief:
-        _finish(model, paths, requested, plot, log)
-        log(f"Saved {paths.model} ({time.time() - start:.0f} s).")
+        lock.release()
     multiprocess.shutdown(group)
     return TrainResult(paths.model, paths, history, time.time() - start, initial_epoch, model=model)
 
@@ -311,7 +326,8 @@ def _existing_run(paths, overwrite):
     """The run already in the folder (None when there is none, or with `overwrite`)."""
     if overwrite:
         return None
-    existing = run_folder.RunConfig.load(paths.config)
+    existing = run_folder.read_run_config(paths.root, run_folder.TRAIN_CONFIG_RECOVERY)
+    run_folder.read_history_rows(paths.history_csv)  # a damaged history stops here, untouched
     if existing is None and os.path.isdir(paths.backup) and os.listdir(paths.backup):
         raise WorkflowError(
             f"{paths.root!r} holds training state (backup/) but no run.json, so its "
@@ -372,7 +388,17 @@ def _builder(model_spec, num_classes, image_size, precision, setup):
 
     def build(data_format):
         with dtype_policy(precision), setup.scope():
-            return model_spec.build(num_classes, image_size, data_format=data_format)
+            try:
+                return model_spec.build(num_classes, image_size, data_format=data_format)
+            except WorkflowError:
+                raise
+            except (ValueError, TypeError) as error:
+                if not model_spec.weights:
+                    raise
+                detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise WorkflowError(
+                    f"Cannot start from `weights={model_spec.weights!r}`: {detail}"
+                ) from None
 
     return build
 
@@ -508,7 +534,7 @@ def _fit(
                 shuffle=False,
             )
     except tf.errors.InvalidArgumentError as error:
-        raise WorkflowError(_data_error_message(error, source)) from None
+        raise run_guard.DataReadError(_data_error_message(error, source)) from None
     return history.history
 
 
