@@ -23,6 +23,7 @@ from conftest import only_in
 from workflow_helpers import TINY_MODEL, cli_command, cli_env
 
 from keras_ba.cli import main
+from keras_ba.runs import files as run_files
 from keras_ba.runs import folder as run_folder
 from keras_ba.utils import locking
 
@@ -289,7 +290,7 @@ def test_a_full_disk_at_the_start_leaves_nothing(tmp_path, capsys, monkeypatch):
     def full(text, path):
         raise _enospc(path)
 
-    monkeypatch.setattr(run_folder, "write_text", full)
+    monkeypatch.setattr(run_files, "write_text", full)  # where run.json is written
     run = tmp_path / "run"
     assert main(["train", *TINY, "--epochs", "1", "--output", str(run)]) == 1
     err = _error_line(capsys)
