@@ -1,5 +1,7 @@
 """`--distribute`: one mode table (`modes`), the in-process strategies
-(`strategies`: MirroredStrategy, DataParallel), process groups and their
-launchers (`launch`: flags, environment, torchrun, SLURM) and the PyTorch
-DDP training loop (`ddp_loop`).
+(`strategies`: MirroredStrategy, DataParallel), this process's place in a
+group and where its values come from (`process_group`: flags, environment,
+torchrun, SLURM), joining and running the group (`launch`: initialisation,
+collectives, who writes, losing a process) and the PyTorch DDP training
+loop (`ddp_loop`).
 """
