@@ -58,8 +58,8 @@ def register_serializables(modules=()):
         The tuple of module names imported.
 
     Example:
-    >>> register_serializables()[:3]
-    ('keras_ba.layers', 'keras_ba.applications', 'keras_ba.applications.efficientnet')
+    >>> register_serializables()[:2]
+    ('keras_ba.layers', 'keras_ba.applications')
     """
     names = tuple(dict.fromkeys(CORE_MODULES + tuple(modules)))
     for name in names:

@@ -169,7 +169,8 @@ def classifier_to_task(model, backbone, image_size=None):
     >>> task = classifier_to_task(app, built[-1])
     >>> import numpy as np
     >>> x = np.ones((1, 16, 16, 3), "float32")
-    >>> bool(np.allclose(task(x), app(x), atol=1e-6))
+    >>> bool(np.allclose(keras.ops.convert_to_numpy(task(x)), keras.ops.convert_to_numpy(app(x)),
+    ...                  atol=1e-6))
     True
     """
     names = {layer.name for layer in model.layers} - {layer.name for layer in backbone.layers}

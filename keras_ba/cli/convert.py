@@ -13,7 +13,6 @@ Example:
     keras-ba convert ba_resnet50.pth --arch ba_resnet50 --to-preset presets/ba_resnet50
 """
 
-import inspect
 import os
 import sys
 import uuid
@@ -201,15 +200,15 @@ def build_model(args, builder, state):
     kwargs["classifier_activation"] = (
         None if args.classifier_activation == "none" else args.classifier_activation
     )
-    parameters = inspect.signature(builder).parameters
-    if "trunk_style" in parameters:
-        kwargs["trunk_style"] = args.trunk_style
-    if "attention" in parameters:
-        if args.origin == "authors":
-            attention = args.attention or detect_attention(state)
-        else:  # an ImageNet trunk: the BA model asked for, bav1 by default
-            attention = args.attention or parameters["attention"].default
-        kwargs["attention"] = None if attention in ("none", None) else attention
+    from keras_ba.applications import registry
+
+    # Every named model's generic builder takes `trunk_style` and `attention`.
+    kwargs["trunk_style"] = args.trunk_style
+    if args.origin == "authors":
+        attention = args.attention or detect_attention(state)
+    else:  # an ImageNet trunk: the BA model asked for, the named model's default
+        attention = args.attention or registry.get_entry(args.arch).defaults.get("attention")
+    kwargs["attention"] = None if attention in ("none", None) else attention
     if any(getattr(args, name) is not None for name in CUSTOM_RESNET_ARGS):
         return _custom_resnet(args, kwargs)
     return builder(**kwargs)

@@ -36,7 +36,7 @@ def run_under_tensorflow(module, args, what, error=ValueError):
     >>> run_under_tensorflow("keras_ba.no_such_module", [], "The demo")
     Traceback (most recent call last):
     ...
-    ValueError: The demo under TensorFlow failed (exit status 1): ...No module named keras_ba.no_such_module
+    ValueError: The demo (a TensorFlow subprocess) failed (exit status 1): ...No module named keras_ba.no_such_module
     """
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -48,5 +48,7 @@ def run_under_tensorflow(module, args, what, error=ValueError):
         if errors:
             raise error(errors[-1])
         tail = lines[-1] if lines else "no message"
-        raise error(f"{what} under TensorFlow failed (exit status {result.returncode}): {tail}")
+        raise error(
+            f"{what} (a TensorFlow subprocess) failed (exit status {result.returncode}): {tail}"
+        )
     return result
