@@ -175,7 +175,8 @@ def test_preset_loads_under_the_other_backends(preset, tmp_path):
 
 
 @only_in(
-    "jax", reason="a conversion writes files, the same on every backend: once, in the JAX pass"
+    "tensorflow",
+    reason="a conversion writes files, the same on every backend: once, in the TensorFlow pass",
 )
 def test_convert_to_preset_gives_the_fixtures_trunk(tmp_path, capsys):
     from keras_ba.cli import main
