@@ -67,7 +67,27 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {with_suggestion(message)} (see {self.prog} --help)\n")
+
+
+def with_suggestion(message):
+    """argparse's "invalid choice" message with the closest choice named.
+
+    Example:
+    >>> with_suggestion("argument --recipe: invalid choice: 'bav3' (choose from bav1, bav2, small)")
+    "argument --recipe: invalid choice: 'bav3' (choose from bav1, bav2, small; did you mean 'bav2'?)"
+    """
+    import difflib
+    import re
+
+    match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if not match:
+        return message
+    choices = [c.strip().strip("'") for c in match.group(2).split(",")]
+    close = difflib.get_close_matches(match.group(1), choices, n=1, cutoff=0.5)
+    if not close:
+        return message
+    return f"{message[:-1]}; did you mean {close[0]!r}?)"
 
 
 def check_backend_variable(environ=None):
