@@ -98,3 +98,11 @@ def test_mirrored_on_one_device_warns():
     lines = result.stdout.splitlines()
     assert lines[-1] == "replicas 1"
     assert lines[-2].startswith("warning: `distribute_mode=mirrored` found one device (")
+
+
+def test_an_invalid_choice_names_the_closest_one(tmp_path):
+    result, seconds = keras_ba(["train", "--distribute", "mirored"], tmp_path)
+    assert result.returncode == 2
+    (line,) = error_lines(result)
+    assert "invalid choice: 'mirored'" in line and "did you mean 'mirrored'?" in line
+    assert seconds < 5, seconds  # argparse answers before TensorFlow starts
