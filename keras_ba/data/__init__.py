@@ -5,7 +5,8 @@ augmentation.
 - `pipeline`: `DataSource`, `load_splits`, `train_dataset`, `eval_dataset`;
 - `transforms`: normalization, center crop and the evaluation transform
   (TensorFlow ops; also used by the exported signature);
-- `augment`: training augmentation applied layer by layer in tf.data.
+- `augment`: training augmentation applied layer by layer in tf.data (Keras core
+  layers where they compute what the recipes need, keras-cv for the rest).
 
 Example:
     from keras_ba.data import DataSource, load_splits
