@@ -255,7 +255,6 @@ def _train(args):
     from keras_ba.training import devices
 
     devices.hide_gpus_if_asked(args.device)  # before the backend starts
-    import keras
 
     from keras_ba.training import compilation_cache, trainer
     from keras_ba.training.distributed import launch as multiprocess
@@ -286,7 +285,6 @@ def _train(args):
     source = DataSource(
         args.data, args.validation_split, args.split_seed, args.limit, args.tfds_data_dir
     )
-    print(devices.describe_devices(args.device, keras.backend.backend()), flush=True)
     result = trainer.train(
         spec,
         source,
@@ -306,6 +304,7 @@ def _train(args):
         process_group=group,
         sync_batch_norm=args.sync_batch_norm,
         data_format=args.data_format,
+        device=args.device,
     )
     if result.already_finished:
         return 0

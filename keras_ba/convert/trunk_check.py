@@ -16,6 +16,7 @@ import dataclasses
 
 from keras import layers
 
+from keras_ba import _keras_compat
 from keras_ba.convert.common_keys import leaf_layers
 
 PADDING_NAMES = {
@@ -69,7 +70,7 @@ def trunk_conventions(model):
 def _padding(conv):
     if conv.padding == "same":
         return "same"
-    source = conv.input._keras_history.operation
+    source = _keras_compat.producing_layer(conv.input)
     if isinstance(source, layers.ZeroPadding2D):
         (top, bottom), (left, right) = source.padding
         if top == bottom and left == right:

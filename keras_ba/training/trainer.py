@@ -34,6 +34,7 @@ from keras_ba.options import JIT_CHOICES, PRECISIONS, resolve_verbosity
 from keras_ba.runs import folder as run_folder
 from keras_ba.runs import guard as run_guard
 from keras_ba.training import callbacks, layout, models, recipes
+from keras_ba.training import devices as device_lib
 from keras_ba.training.distributed import ddp_loop, modes
 from keras_ba.training.distributed import launch as multiprocess
 from keras_ba.training.distributed import strategies as distribute
@@ -110,6 +111,7 @@ def train(
     process_group=None,
     sync_batch_norm=True,
     data_format="auto",
+    device=None,
 ):
     """Trains a BA model in the run folder `output`; resumes an unfinished run there.
 
@@ -156,6 +158,10 @@ def train(
             `"channels_last"` or `"channels_first"` (a GPU under
             TensorFlow). The saved models are channels_last whatever it is
             (`training.layout`); a run resumes in any layout.
+        device: None, or `"auto"`, `"cpu"` or `"gpu"`: log the device(s) that
+            train (`training.devices`; `"gpu"` without one raises). The GPUs
+            are hidden for `"cpu"` by `devices.hide_gpus_if_asked` before
+            the backend starts (the command line does it).
 
     Returns:
         A `TrainResult`.
@@ -181,6 +187,8 @@ def train(
         multiprocess.initialize(group)  # before JAX computes anything, before any file
     if devices:
         distribute.configure_devices(devices)
+    if device is not None:  # after the devices are set up: asking JAX for them fixes them
+        log(device_lib.describe_devices(device, keras.backend.backend()))
     verbose = resolve_verbosity(verbose) if group.is_chief else 0
     if not group.is_chief:
         log(f"Training as {group.describe()}; process 0 reports the progress and writes.")
