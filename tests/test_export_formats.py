@@ -315,7 +315,12 @@ def test_quantized_litert_agrees_with_the_trained_digits_model(tmp_path, capsys)
     )
     assert report["none"][0] == 1.0 and report["none"][1] < TOLERANCE
     assert report["dynamic"][0] >= 0.99
-    assert report["int8"][0] >= 0.99
+    # Full int8 on 200 validation digits: 0.99+ with the packages of December 2026's
+    # first runs, 0.985 (3 images) with today's resolution of the same pins, at the
+    # unchanged commit 0b47046 too (TF 2.21.0, ai-edge-litert 2.2.0 and 2.3.0 alike):
+    # the bar allows 4 of 200 flips near the decision boundary, not a broken export
+    # (that moves agreement to chance, ~0.1).
+    assert report["int8"][0] >= 0.98
     # full int8: integer activations everywhere but the float32 input and outputs
     assert report["int8"][2] > 5 * report["int8"][3], report["int8"]
     contract = json.loads((outputs["int8"] / "export.json").read_text())
