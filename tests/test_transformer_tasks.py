@@ -66,3 +66,27 @@ def test_attention_probe_gives_one_weight_vector_per_transformer_block():
         weights = result.weights[layer.name]
         assert weights.shape == (3, layer.input[-1].shape[-1])
         np.testing.assert_allclose(weights, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+@only_in("torch", reason="one fresh process per family, the file written under PyTorch")
+def test_transformer_backbones_load_under_another_backend(tmp_path):
+    from model_contract import check_loads_under_other_backends, randomize_weights
+
+    from keras_ba.applications import BACSWinBackbone, BAPVTBackbone
+
+    pvt = dict(embed_dims=[8, 8, 16, 16], num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2])
+    pvt.update(sr_ratios=[4, 2, 1, 1], pos_embed_size=32, reduction=4)
+    cswin = dict(embed_dim=8, num_heads=[2, 2, 2, 2], split_sizes=[2, 2, 2, 1], reduction=4)
+    backbones = {
+        "swin": BASwinTransformer(**TINY, image_shape=(SIZE, SIZE, 3)),
+        "pvt": BAPVTBackbone(depths=[1, 1, 1, 1], **pvt, image_shape=(32, 32, 3)),
+        "cswin": BACSWinBackbone(depths=[1, 1, 1, 1], **cswin, image_shape=(SIZE, SIZE, 3)),
+    }
+    sizes = {"swin": SIZE, "pvt": 32, "cswin": SIZE}
+    for name, backbone in backbones.items():
+        randomize_weights(backbone)
+        folder = tmp_path / name
+        folder.mkdir()
+        x = _images(2)[:, : sizes[name], : sizes[name]]
+        check_loads_under_other_backends(backbone, x, folder, targets=["tensorflow"])
