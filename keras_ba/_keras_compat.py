@@ -12,6 +12,10 @@ Example:
 'fc'
 """
 
+import contextlib
+
+import keras
+
 # The private names this module relies on (checked by tests/test_keras_compat.py).
 PRIVATE_ATTRIBUTES = {
     "KerasTensor": ("_keras_history",),
@@ -164,3 +168,42 @@ def reduction_axes(layer):
     (0, 1, 2)
     """
     return tuple(layer._reduction_axes)
+
+
+@contextlib.contextmanager
+def grouped_convolutions_as_split():
+    """Inside, TensorFlow traces a grouped convolution as split, one plain convolution per group, concatenate.
+
+    Keras' TensorFlow backend runs a grouped convolution (`Conv2D(groups=G)`)
+    inside an XLA-compiled `tf.function`, because TensorFlow has no CPU kernel
+    for it; graph converters such as tf2onnx cannot read that call. The split
+    form is the same function, made of ops every converter knows. No public
+    API: this replaces `keras.src.backend.tensorflow.nn.conv` while the
+    context is open (`tf.function`s traced inside keep the split form).
+
+    Example:
+        with grouped_convolutions_as_split():
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec)
+    """
+    from keras.src.backend.tensorflow import nn as tf_nn
+
+    plain_conv = tf_nn.conv
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        import tensorflow as tf
+
+        data_format = data_format or keras.config.image_data_format()
+        axis = -1 if data_format == "channels_last" else 1
+        groups = inputs.shape[axis] // kernel.shape[-2]
+        if groups == 1:
+            return plain_conv(inputs, kernel, strides, padding, data_format, dilation_rate)
+        inputs_parts = tf.split(inputs, groups, axis=axis)
+        parts = zip(inputs_parts, tf.split(kernel, groups, axis=-1), strict=True)
+        outputs = [plain_conv(x, k, strides, padding, data_format, dilation_rate) for x, k in parts]
+        return tf.concat(outputs, axis=axis)
+
+    tf_nn.conv = conv
+    try:
+        yield
+    finally:
+        tf_nn.conv = plain_conv

@@ -25,6 +25,7 @@ from conftest import (
 from model_contract import (
     check_loads_under_other_backends,
     check_pyramid_shapes,
+    randomize_weights,
     run_backbone_contract,
 )
 
@@ -356,6 +357,30 @@ def test_dense_task_head_on_the_backbone():
     )
     masks = forward(segmenter, np.random.default_rng(0).normal(size=(2, 64, 64, 3)))
     assert masks.shape == (2, 64, 64, 3) and np.all(np.isfinite(masks))
+
+
+@only_in("tensorflow", reason="ONNX is converted from the TensorFlow serving graph")
+def test_grouped_convolutions_export_to_onnx(tmp_path):
+    # Keras runs a grouped convolution on TensorFlow as an XLA call that
+    # tf2onnx cannot read; the export traces it group by group instead.
+    pytest.importorskip("tf2onnx")
+    import onnx
+
+    from keras_ba.export import onnx as onnx_export
+    from keras_ba.export.serving import serving_function
+
+    model = BARegNetY(**TINY, input_shape=(32, 32, 3), classes=5)
+    randomize_weights(model)
+    path = str(tmp_path / "model.onnx")
+    report = onnx_export.write_onnx(model, path, 32, 1.0)
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert "Conv" in ops and "Split" in ops and not [op for op in ops if "Xla" in op], ops
+    # ONNX Runtime against the TensorFlow function as Keras runs it (the XLA
+    # grouped convolution), on images of other sizes than the check's
+    images = np.random.default_rng(1).uniform(0, 255, (3, 40, 36, 3)).astype("float32")
+    again = onnx_export.compare(path, serving_function(model, 32, 1.0), [images])
+    assert report["max_abs_diff"] < 1e-5 and again["max_abs_diff"] < 1e-5, (report, again)
+    assert again["top1_agreement"] == 1.0
 
 
 @only_in("torch", reason="the command line builds and saves a full-size model: once")

@@ -38,7 +38,7 @@ PACKAGES = ("tf2onnx", "onnx", "onnxruntime")
 TOLERANCE = 1e-4  # float32 self-check: ONNX Runtime against TensorFlow
 
 
-def convert(model, image_size, crop_pct, class_names=None, serve=None):
+def convert(model, image_size, crop_pct, class_names=None):
     """The ONNX `ModelProto` of `model` with the serving preprocessing inside.
 
     Needs the TensorFlow backend.
@@ -48,8 +48,6 @@ def convert(model, image_size, crop_pct, class_names=None, serve=None):
         image_size: side of the model input.
         crop_pct: evaluation crop (`image_size / resize side`).
         class_names: stored in the model's metadata (`class_names`, JSON).
-        serve: `serving.serving_function(model, image_size, crop_pct)` if
-            already made.
 
     Returns:
         An `onnx.ModelProto`.
@@ -63,11 +61,14 @@ def convert(model, image_size, crop_pct, class_names=None, serve=None):
     import tensorflow as tf
     import tf2onnx
 
+    from keras_ba._keras_compat import grouped_convolutions_as_split
     from keras_ba.export.serving import serving_function
 
-    serve = serve or serving_function(model, image_size, crop_pct)
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
-    with _quiet_tf2onnx():
+    # A function of its own, traced with grouped convolutions as plain ones
+    # (tf2onnx cannot read the XLA call Keras uses for them on TensorFlow).
+    with _quiet_tf2onnx(), grouped_convolutions_as_split():
+        serve = serving_function(model, image_size, crop_pct)
         try:
             with _fast_optimizers():
                 proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
@@ -122,7 +123,7 @@ def write_onnx(model, path, image_size, crop_pct, class_names=None, seed=0):
     from keras_ba.export.serving import serving_function
 
     serve = serving_function(model, image_size, crop_pct)
-    onnx.save(convert(model, image_size, crop_pct, class_names, serve), path)
+    onnx.save(convert(model, image_size, crop_pct, class_names), path)
     rng = np.random.default_rng(seed)
     batches = [
         rng.uniform(0, 255, (4, image_size, image_size, 3)).astype("float32"),
