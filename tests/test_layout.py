@@ -14,7 +14,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, forward
+from conftest import BACKEND, forward, only_in
 
 from keras_ba.errors import WorkflowError
 from keras_ba.training import layout
@@ -55,6 +55,11 @@ def test_the_input_stays_nhwc_and_is_transposed_once():
         build_model("ba_resnet18", 10, 32, data_format="NCHW")
 
 
+@only_in(
+    "torch",
+    reason="building and copying weights is backend-independent: once, in the PyTorch pass "
+    "(JAX compiles every weight's initializer of these full-size models)",
+)
 @pytest.mark.parametrize("name", ["ba_efficientnet_b0", "ba_mobilenet_v3_small"])
 def test_other_families_build_in_channels_first(name):
     model = ModelSpec(name).build(5, 64, data_format="channels_first")

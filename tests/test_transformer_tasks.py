@@ -22,7 +22,7 @@ def _images(count, seed=0):
     return np.random.default_rng(seed).normal(size=(count, SIZE, SIZE, 3)).astype("float32")
 
 
-@only_in("jax", "torch", reason="the same graph on every backend: trained in two passes")
+@only_in("torch", reason="the same graph on every backend: trained once, in the PyTorch pass")
 def test_deeplab_v3_plus_on_a_ba_swin_backbone_trains():
     pytest.importorskip("keras_hub")
     from keras_ba import cv
