@@ -9,20 +9,8 @@ per GPU) with the backend's own distributed engine:
 | `ddp` | torch | `torch.distributed` (gloo on CPU, nccl on GPU) + `DistributedDataParallel` in `ddp_loop.fit` |
 
 Every process runs the same command; they differ only in the process id.
-Where the three values come from, per value, first match wins:
-
-1. the flags `--num-processes`, `--process-id`, `--coordinator HOST:PORT`
-   (`resolve_process_group`'s arguments);
-2. `KERAS_BA_NUM_PROCESSES`, `KERAS_BA_PROCESS_ID`, `KERAS_BA_COORDINATOR`;
-3. Keras' own `KERAS_DISTRIBUTION_NUM_PROCESSES`, `..._PROCESS_ID`,
-   `..._JOB_ADDRESSES` (the first address is the coordinator);
-4. a launcher: `torchrun` (`WORLD_SIZE`, `RANK`, `MASTER_ADDR`, `MASTER_PORT`,
-   `LOCAL_RANK`; `--distribute ddp` only) or SLURM (`SLURM_NTASKS`,
-   `SLURM_PROCID`, `SLURM_LOCALID`; the coordinator is the first host of
-   `SLURM_STEP_NODELIST` on the port JAX derives from `SLURM_JOB_ID`).
-
-A number of processes set by 1-3 needs the process id from 1-3 too, so that
-a stray launcher variable never gives two processes the same id.
+Where the process count, id and coordinator come from (flags, `KERAS_BA_*`,
+Keras' variables, torchrun or SLURM): `process_group`, their one owner.
 
 Data: every process builds the same seeded, shuffled stream of images and
 keeps every N-th one (`tf.data.Dataset.shard` after the shuffle, before
