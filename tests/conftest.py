@@ -54,6 +54,7 @@ SLOW_MODULES = (
     "test_export_formats.py",
     "test_cv.py",
     "test_analysis.py",
+    "test_convert.py",
     "test_convert_cli.py",
     "test_compilation_cache.py",
     "test_benchmarks.py",
