@@ -6,7 +6,7 @@ limit. The JAX checks run in the JAX pass, the PyTorch checks in the torch
 pass (the processes run that backend, whatever pytest runs under).
 
 Equivalence: `keras-ba train` on a tiny BA-ResNet and 64 digits, 2 epochs
-of 3 steps of a global batch of 16, as one process (in the test's own
+of 4 steps of a global batch of 16, as one process (in the test's own
 process, while the pair runs) and as two processes (8 images each), through
 the command line a user runs: the per-epoch training and validation losses
 must agree, the run folders hold the same files and process 0 alone writes
