@@ -21,7 +21,8 @@ initial values: on JAX each new weight shape would cost an XLA compile);
 data formats, and test_resnet trains a classifier under mixed precision.
 
 `check_loads_under_other_backends` saves a model and loads it in a fresh
-process that only imports keras_ba, once per other backend.
+process that only imports keras_ba, once per other backend
+(`check_all_load_under_other_backends`: several models, one process per backend).
 
 Also here: two user-side attention modules, a `keras.layers.Layer`
 subclass (`PooledGate`) and a name registered with
@@ -257,18 +258,21 @@ def run_backbone_contract(
 
 CROSS_LOAD = """
 import json, sys, numpy as np, keras_ba
-model = keras_ba.load_model(sys.argv[1], safe_mode=True)  # imports what the file names
 import keras
-report = {"backend": keras.backend.backend()}
-x = np.load(sys.argv[2])
-y = keras.ops.convert_to_numpy(model(x, training=False))
-report["max_diff"] = float(np.abs(y - np.load(sys.argv[3])).max())
-report["pyramid"] = sorted(getattr(model, "pyramid_outputs", {}))
-if sys.argv[4] == "fit":
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    history = model.fit(x, np.arange(len(x)) % 10, epochs=1, verbose=0)
-    report["loss"] = history.history["loss"][0]
-print(json.dumps(report))
+reports = {}
+for case in json.loads(sys.argv[1]):
+    model = keras_ba.load_model(case["path"], safe_mode=True)  # imports what the file names
+    report = {"backend": keras.backend.backend()}
+    x = np.load(case["inputs"])
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    report["max_diff"] = float(np.abs(y - np.load(case["expected"])).max())
+    report["pyramid"] = sorted(getattr(model, "pyramid_outputs", {}))
+    if case["fit"]:
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        history = model.fit(x, np.arange(len(x)) % 10, epochs=1, verbose=0)
+        report["loss"] = history.history["loss"][0]
+    reports[case["name"]] = report
+print(json.dumps(reports))
 """
 
 
@@ -283,25 +287,45 @@ def check_loads_under_other_backends(model, input_data, tmp_path, fit=False, tar
         `{backend: report}` with `max_diff`, `pyramid` (level names) and,
         with `fit`, the finite `loss`.
     """
-    path, inputs, expected = (str(tmp_path / f) for f in ("m.keras", "x.npy", "y.npy"))
-    model.save(path)
-    np.save(inputs, input_data)
-    np.save(expected, forward(model, input_data))
+    reports = check_all_load_under_other_backends(
+        {"model": (model, input_data)}, tmp_path, fit=fit, targets=targets
+    )
+    return {backend: report["model"] for backend, report in reports.items()}
+
+
+def check_all_load_under_other_backends(models, tmp_path, fit=False, targets=None):
+    """`check_loads_under_other_backends` for `{name: (model, input_data)}`:
+    one fresh process per other backend loads them all (a process start,
+    imports included, costs several seconds).
+
+    Returns:
+        `{backend: {name: report}}`.
+    """
+    cases = []
+    for name, (model, input_data) in models.items():
+        folder = tmp_path / f"cross_load_{name}"
+        folder.mkdir()
+        path, inputs, expected = (str(folder / f) for f in ("m.keras", "x.npy", "y.npy"))
+        model.save(path)
+        np.save(inputs, input_data)
+        np.save(expected, forward(model, input_data))
+        cases.append(dict(name=name, path=path, inputs=inputs, expected=expected, fit=fit))
     reports = {}
     for other in targets or BACKENDS:
         if other == BACKEND:
             continue
-        argv = ["load", path, inputs, expected, "fit" if fit else "no"]
-        code = f"import sys; sys.argv = {argv!r}\n" + CROSS_LOAD
+        code = f"import sys; sys.argv = ['load', {json.dumps(cases)!r}]\n" + CROSS_LOAD
         result = run_python(code, backend=other, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
-        assert report["backend"] == other
-        assert report["max_diff"] < 1e-5, report
-        assert report["pyramid"] == sorted(getattr(model, "pyramid_outputs", {}))
-        if fit:
-            assert np.isfinite(report["loss"])
-        reports[other] = report
+        by_name = json.loads(result.stdout.strip().splitlines()[-1])
+        assert sorted(by_name) == sorted(models)
+        for name, report in by_name.items():
+            assert report["backend"] == other
+            assert report["max_diff"] < 1e-5, (name, report)
+            assert report["pyramid"] == sorted(getattr(models[name][0], "pyramid_outputs", {}))
+            if fit:
+                assert np.isfinite(report["loss"]), (name, report)
+        reports[other] = by_name
     return reports
 
 

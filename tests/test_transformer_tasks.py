@@ -69,9 +69,9 @@ def test_attention_probe_gives_one_weight_vector_per_transformer_block():
 
 
 @pytest.mark.slow
-@only_in("torch", reason="one fresh process per family, the file written under PyTorch")
+@only_in("torch", reason="the files written under PyTorch, loaded in one TensorFlow process")
 def test_transformer_backbones_load_under_another_backend(tmp_path):
-    from model_contract import check_loads_under_other_backends, randomize_weights
+    from model_contract import check_all_load_under_other_backends, randomize_weights
 
     from keras_ba.applications import BACSWinBackbone, BAPVTBackbone
 
@@ -84,9 +84,8 @@ def test_transformer_backbones_load_under_another_backend(tmp_path):
         "cswin": BACSWinBackbone(depths=[1, 1, 1, 1], **cswin, image_shape=(SIZE, SIZE, 3)),
     }
     sizes = {"swin": SIZE, "pvt": 32, "cswin": SIZE}
+    cases = {}
     for name, backbone in backbones.items():
         randomize_weights(backbone)
-        folder = tmp_path / name
-        folder.mkdir()
-        x = _images(2)[:, : sizes[name], : sizes[name]]
-        check_loads_under_other_backends(backbone, x, folder, targets=["tensorflow"])
+        cases[name] = (backbone, _images(2)[:, : sizes[name], : sizes[name]])
+    check_all_load_under_other_backends(cases, tmp_path, targets=["tensorflow"])
