@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import BACKEND, only_in, run_command, run_python
-from workflow_helpers import TINY_MODEL, cli, jax_cache_env
+from workflow_helpers import TINY_MODEL, cli, jax_cache_env, optimized_xla_env
 
 from keras_ba.applications import preprocess_input
 from keras_ba.cli import main
@@ -64,7 +64,7 @@ def run(tmp_path_factory):
     Outside the KILL_PASS: one uninterrupted run (`first` is None)."""
     out = tmp_path_factory.mktemp("run")
     command = ["train", *TINY_RUN, "--output", str(out)]
-    env = jax_cache_env(tmp_path_factory)
+    env = {**jax_cache_env(tmp_path_factory), **optimized_xla_env()}
     paths = run_folder.RunPaths(out)
     first = after_kill = None
     if BACKEND == KILL_PASS:
