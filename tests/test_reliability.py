@@ -29,7 +29,9 @@ from keras_ba.utils import locking
 
 TINY = [*TINY_MODEL, "--data", "digits", "--image-size", "16", "--limit", "16"]
 TINY += ["--batch-size", "8", "--verbose", "2", "--no-plot"]
-ONE_PASS = only_in("torch", reason="backend-independent (files, locks, processes): PyTorch pass only")
+ONE_PASS = only_in(
+    "torch", reason="backend-independent (files, locks, processes): PyTorch pass only"
+)
 
 
 def _error_line(capsys):
