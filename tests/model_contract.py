@@ -108,6 +108,24 @@ if CUSTOM_NAME not in attention_names():  # a second import must not re-register
     register_attention(CUSTOM_NAME, swish_bridge)
 
 
+# === Tiny configurations shared by several test modules ===
+
+
+def tiny_efficientnet_blocks(kernel_size=3, repeats=2):
+    """A two-stage EfficientNet block table (`blocks_args`) of a few channels.
+
+    A block without expansion (keeps SE), then an expanded stage of `repeats`
+    blocks with `kernel_size` kernels (with 2 or more, the second one has the
+    residual add and drop-connect).
+    """
+    return [
+        dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1,
+             id_skip=True, strides=1, se_ratio=0.25),
+        dict(kernel_size=kernel_size, repeats=repeats, filters_in=16, filters_out=24,
+             expand_ratio=6, id_skip=True, strides=2, se_ratio=0.25),
+    ]  # fmt: skip
+
+
 # === Helpers ===
 
 

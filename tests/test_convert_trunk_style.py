@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import REFERENCE_DIR, official_keys, only_in, shapes_only
+from model_contract import tiny_efficientnet_blocks
 
 from keras_ba.applications import (
     BAEfficientNetBackbone,
@@ -25,12 +26,7 @@ from keras_ba.cli import main
 from keras_ba.convert import efficientnet_keys, resnet_keys
 from keras_ba.convert.trunk_check import check_trunk, trunk_conventions
 
-TINY_EFFICIENTNET = [
-    dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1,
-         id_skip=True, strides=1, se_ratio=0.25),
-    dict(kernel_size=5, repeats=1, filters_in=16, filters_out=24, expand_ratio=6,
-         id_skip=True, strides=2, se_ratio=0.25),
-]  # fmt: skip
+TINY_EFFICIENTNET = tiny_efficientnet_blocks(kernel_size=5, repeats=1)
 
 
 ATTRIBUTES = ("filters", "kernel_size", "strides", "padding", "groups", "epsilon", "momentum",

@@ -27,6 +27,7 @@ from model_contract import (
     check_pyramid_shapes,
     randomize_weights,
     run_backbone_contract,
+    tiny_efficientnet_blocks,
 )
 
 from keras_ba.applications import efficientnet, resnet
@@ -44,12 +45,7 @@ KERAS_B0 = 5_288_548  # keras.applications.EfficientNetB0(weights=None), trainab
 
 # Tiny table: a block without expansion (keeps SE), then an expanded stage
 # of two blocks (BA; the second one has the residual add and drop-connect).
-TINY_BLOCKS = [
-    dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1,
-         id_skip=True, strides=1, se_ratio=0.25),
-    dict(kernel_size=3, repeats=2, filters_in=16, filters_out=24, expand_ratio=6,
-         id_skip=True, strides=2, se_ratio=0.25),
-]  # fmt: skip
+TINY_BLOCKS = tiny_efficientnet_blocks()
 SIZE = 32
 
 

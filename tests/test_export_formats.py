@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import BACKEND, run_command
+from model_contract import tiny_efficientnet_blocks
 
 from keras_ba.applications import BAEfficientNet, BAMobileNetV3, BAResNet18
 from keras_ba.cli import main
@@ -178,12 +179,7 @@ def calibrated(builder, classes=3):
 # Reduced EfficientNet and MobileNetV3 (every block type, activation and gate of
 # the full-size models, a few channels): the full-size graphs convert with the
 # same ops, at four to five times the time. BA-ResNet-18 stays full size.
-EFFICIENTNET_BLOCKS = [
-    dict(kernel_size=3, repeats=1, filters_in=32, filters_out=16, expand_ratio=1,
-         id_skip=True, strides=1, se_ratio=0.25),
-    dict(kernel_size=5, repeats=2, filters_in=16, filters_out=24, expand_ratio=6,
-         id_skip=True, strides=2, se_ratio=0.25),
-]  # fmt: skip
+EFFICIENTNET_BLOCKS = tiny_efficientnet_blocks(kernel_size=5)
 MOBILENET_STACK = [(1, 16, 3, 2, True, "relu"), (4, 24, 3, 2, False, "relu"),
                    (3, 24, 5, 1, True, "hard_swish")]  # fmt: skip
 
